@@ -1,0 +1,64 @@
+# orion_nb: the two commands are `make repro` and `make test`; both create .venv when it is missing.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PARAMS ?= params/tiny.yaml
+# Extra arguments: `make test PYTEST_ARGS="-k grading"`, `make repro ORION_ARGS=--force`
+PYTEST_ARGS ?=
+ORION_ARGS  ?=
+
+.PHONY: venv repro test test-nbs test-py check export clean hooks bench
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make repro   run the main job ($(PARAMS)); reports in reports/"
+	@echo "make test    run every test (nbdev_test + pytest)"
+	@echo "make check   fail if nbdev_export or nbdev_clean would change a committed file"
+	@echo "make venv    create $(VENV) with the pins from settings.ini"
+	@echo "make bench   run bench/*.py"
+
+# The environment: rebuilt when the pins change. torch is installed first on its own so that a CPU wheel
+# (here: from the local wheel folder; elsewhere e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu) is taken.
+$(BIN)/.installed: settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$$(sed -n 's/^requirements = .*\(torch==[^ ]*\).*/\1/p' settings.ini)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory hooks
+	touch $@
+
+venv: $(BIN)/.installed
+
+hooks:
+	@if [ -d .git ]; then $(BIN)/nbdev_install_hooks >/dev/null && echo "nbdev git hooks installed"; fi
+
+export: venv
+	$(BIN)/nbdev_export
+
+# Clean notebooks: no outputs or execution counts (nbconvert), then nbdev's canonical form, which keeps the
+# cell metadata key `tags` (settings.ini: allowed_cell_metadata_keys) so papermill's `parameters` tag survives.
+NBS ?= nbs
+clean: venv
+	find $(NBS) -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | xargs -0 -r $(BIN)/jupyter nbconvert --log-level=ERROR --clear-output --inplace
+	$(BIN)/nbdev_clean --fname $(NBS)
+
+check: venv
+	$(BIN)/nbdev_export
+	$(MAKE) --no-print-directory clean
+	@changed=$$(git status --porcelain -- nbs orion_nb); \
+	if [ -n "$$changed" ]; then echo "nbdev_export/nbdev_clean changed committed files (export and clean, then commit):"; echo "$$changed"; exit 1; fi
+	@echo "notebooks clean and library in step with nbs/"
+
+test-nbs: venv
+	$(BIN)/nbdev_test --n_workers 2
+
+test-py: venv
+	$(BIN)/python -m pytest tests -q -ra $(PYTEST_ARGS)
+
+test: test-nbs test-py
+
+repro: venv
+	$(BIN)/orion run $(PARAMS) $(ORION_ARGS)
+
+bench: venv
+	@for f in bench/*.py; do echo "## $$f"; $(BIN)/python $$f || exit 1; done

@@ -1,0 +1,88 @@
+"The project's own rules: one pin set, a resolvable environment.yml, clean notebooks that keep papermill's tag."
+import configparser, json, re, shlex, subprocess, sys
+from pathlib import Path
+import pytest, yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+def settings():
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini'); return cfg['DEFAULT']
+
+def test_one_pin_set():
+    "Every requirement is pinned exactly, nbdev stays on 2.x (settings.ini), and environment.yml reuses the pins."
+    cfg = settings()
+    reqs = shlex.split(cfg['requirements']) + shlex.split(cfg['dev_requirements'])
+    assert all(re.fullmatch(r'[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.+]*', r) for r in reqs), reqs
+    nbdev = next(r for r in reqs if r.startswith('nbdev=='))
+    assert nbdev.split('==')[1].startswith('2.'), 'nbdev 3 does not read settings.ini'
+    env = yaml.safe_load((ROOT/'environment.yml').read_text())
+    pip = next(d['pip'] for d in env['dependencies'] if isinstance(d, dict))
+    assert pip == ['-e .[dev]'], 'environment.yml must install the pins from settings.ini, not its own'
+
+def test_installed_versions_match_pins():
+    from importlib.metadata import version
+    for r in shlex.split(settings()['requirements']):
+        name, want = r.split('==')
+        assert version(name).split('+')[0] == want, f'{name}: installed {version(name)}, pinned {want}'
+
+@pytest.mark.timeout(300)
+def test_environment_yml_resolves(tmp_path):
+    "pip resolves environment.yml's pip section as a whole (what `conda env create` would install)."
+    env = yaml.safe_load((ROOT/'environment.yml').read_text())
+    pip = next(d['pip'] for d in env['dependencies'] if isinstance(d, dict))
+    assert 'python=3.11' in env['dependencies'] and 'pip' in env['dependencies']
+    args = [a for spec in pip for a in shlex.split(spec)]
+    report = tmp_path/'report.json'
+    r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--dry-run', '--ignore-installed', '--quiet',
+                        '--report', str(report), *args], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = {i['metadata']['name'].lower().replace('_', '-'): i['metadata']['version'] for i in json.loads(report.read_text())['install']}
+    for req in shlex.split(settings()['requirements']):
+        name, want = req.split('==')
+        assert got[name.lower()].split('+')[0] == want
+
+def test_nbdev_clean_keeps_parameters_tag(tmp_path):
+    "`make clean` (nbconvert + nbdev_clean with this repo's settings) strips outputs, keeps the `parameters` tag."
+    nb = {'cells': [{'cell_type': 'code', 'execution_count': 3, 'id': 'abc', 'source': ['n = 1'],
+                     'metadata': {'tags': ['parameters'], 'scrolled': True},
+                     'outputs': [{'output_type': 'stream', 'name': 'stdout', 'text': ['hi\n']}]}],
+          'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}},
+          'nbformat': 4, 'nbformat_minor': 5}
+    d = ROOT/'nbs'/f'_tmp_clean_{tmp_path.name}'; d.mkdir()
+    try:
+        p = d/'t.ipynb'; p.write_text(json.dumps(nb))
+        subprocess.run(['make', '-s', 'clean', f'NBS={d}'], cwd=ROOT, check=True)
+        cell = json.loads(p.read_text())['cells'][0]
+    finally:
+        for f in d.iterdir(): f.unlink()
+        d.rmdir()
+    assert cell['metadata'] == {'tags': ['parameters']}
+    assert cell['outputs'] == [] and cell['execution_count'] is None
+
+def notebooks():
+    return sorted(p for p in (ROOT/'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+@pytest.mark.parametrize('nb', notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_committed_clean(nb):
+    cells = json.loads(nb.read_text())['cells']
+    assert not any(c.get('outputs') or c.get('execution_count') for c in cells), f'{nb}: run `make clean`'
+
+def test_notebooks_import_only_lower_numbers():
+    "A library notebook imports only from modules of lower-numbered notebooks."
+    num = {}
+    for nb in notebooks():
+        src = ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
+        m = re.search(r'#\|\s*default_exp\s+(\S+)', src)
+        if m: num[m[1]] = int(nb.name.split('_')[0])
+    for nb in notebooks():
+        if nb.parent.name == 'pipeline': continue
+        n = int(nb.name.split('_')[0])
+        src = ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
+        for mod in re.findall(r'(?:from|import)\s+orion_nb\.(\w+)', src):
+            assert num.get(mod, -1) < n, f'{nb.name} imports orion_nb.{mod} (notebook {num.get(mod)})'
+
+def test_ci_runs_readme_test_command():
+    readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci/run').read_text()
+    assert 'make test' in readme and 'make repro' in readme
+    assert re.search(r'^make test$', ci, re.M)
