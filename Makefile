@@ -29,8 +29,11 @@ $(BIN)/.installed: settings.ini setup.py
 
 venv: $(BIN)/.installed
 
+# nbdev's hooks call nbdev_trust / nbdev_merge from PATH; point them at this venv so they work unactivated.
 hooks:
-	@if [ -d .git ]; then $(BIN)/nbdev_install_hooks >/dev/null && echo "nbdev git hooks installed"; fi
+	@if [ -d .git ]; then $(BIN)/nbdev_install_hooks >/dev/null && \
+	  sed -i 's#^nbdev_trust$$#[ -x $(BIN)/nbdev_trust ] \&\& $(BIN)/nbdev_trust || true#' .git/hooks/post-merge && \
+	  sed -i 's#driver = nbdev_merge #driver = $(BIN)/nbdev_merge #' .gitconfig && echo "nbdev git hooks installed"; fi
 
 export: venv
 	$(BIN)/nbdev_export
