@@ -1,0 +1,60 @@
+"Stages 1-4 and the recipes end to end on the generated world, with a real (tiny, untrained) transformers student."
+import json
+from pathlib import Path
+import pytest
+from orion_nb import world
+from orion_nb.models import train_tokenizer, make_model, save_model
+from orion_nb.generate import TransformersGenerator, SamplingParams
+from orion_nb.teacher import scripted_teacher, generator_teacher, teacher_summary
+from orion_nb.exposure import expose_errors, exposure_summary
+from orion_nb.reflection import reflect, reflection_summary
+from orion_nb.filter import select_targets, filter_summary
+from orion_nb.recipes import RECIPES, write_recipes
+from orion_nb.sft import load_examples
+
+@pytest.fixture(scope='module')
+def student(tmp_path_factory):
+    tok = train_tokenizer(vocab_size=600)
+    d = tmp_path_factory.mktemp('stages')
+    return TransformersGenerator(save_model(make_model(tok, dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1)), tok, d/'student'))
+
+@pytest.mark.timeout(900)
+def test_pipeline_records(tmp_path, student):
+    probs = world.generate(6, 'train', seed=3)
+    t = scripted_teacher(probs, k=2, out_path=tmp_path/'teacher.jsonl')
+    assert teacher_summary(t)['kept'] == 12
+    params = SamplingParams(temperature=1.0, n=2, max_new_tokens=24, seed=0)
+    e = expose_errors(t, student, params, tmp_path/'exposure_store.jsonl', tmp_path/'exposure.jsonl', progress=False)
+    s = exposure_summary(e)
+    assert s['attempts'] == 12 and s['questions_with_errors'] == 6             # an untrained student gets all wrong
+    wrong = [a for r in e for a in r['exposure']['attempts'] if not a['correct']]
+    assert all(a['error']['type'] in ('no_answer', 'arithmetic', 'answer_copy', 'final_answer_mismatch') for a in wrong)
+    r = reflect(e, student, SamplingParams(temperature=1.0, n=2, max_new_tokens=24), tmp_path/'refl_store.jsonl', progress=False)
+    assert reflection_summary(r)['refinements'] == 12
+    r = select_targets(r, out_path=tmp_path/'reflection.jsonl')
+    rs = filter_summary(r)
+    assert rs['refinements'] == 12 and rs['survived'] == 0 and rs['targets'] == {'teacher': 6}
+    assert sum(rs['rejected_because'].values()) >= 12
+    one = r[0]
+    assert one['reflection']['prompts'][0]['prompt'].endswith(one['exposure']['attempts'][one['exposure']['wrong'][0]]['text'])
+    assert one['target']['why'].startswith('no refinement survived')
+    # the store makes the stage resumable: a rerun generates nothing new
+    n_lines = len((tmp_path/'refl_store.jsonl').read_text().splitlines())
+    reflect(e, student, SamplingParams(temperature=1.0, n=2, max_new_tokens=24), tmp_path/'refl_store.jsonl', progress=False)
+    assert len((tmp_path/'refl_store.jsonl').read_text().splitlines()) == n_lines
+    no_err = select_targets(reflect(e, student, SamplingParams(temperature=1.0, n=1, max_new_tokens=24), tmp_path/'noerr_store.jsonl',
+                                    with_error=False, progress=False))
+    assert all('earlier attempt' not in x['reflection']['prompts'][0]['prompt'] for x in no_err)
+    stats = write_recipes(r, tmp_path/'recipes', no_error_recs=no_err, tokenizer=student.tokenizer)
+    assert set(stats) == set(RECIPES) and {v['questions'] for v in stats.values()} == {6}
+    assert stats['long_cot']['response_tokens'] > stats['short_cot']['response_tokens']
+    for n in RECIPES: assert len(load_examples(tmp_path/'recipes'/f'{n}.jsonl')) == stats[n]['examples']
+    rec = json.loads((tmp_path/'reflection.jsonl').read_text().splitlines()[0])
+    assert {'teacher', 'exposure', 'reflection', 'target'} <= set(rec)          # one provenance record per question
+
+def test_generator_teacher_rejects_wrong(tmp_path, student):
+    probs = world.generate(3, 'train', seed=4)
+    recs = generator_teacher(probs, student, SamplingParams(temperature=1.0, n=2, max_new_tokens=16), tmp_path/'t.jsonl', progress=False)
+    assert [len(r['teacher']['traces']) for r in recs] == [2, 2, 2]
+    assert all(not t['correct'] for r in recs for t in r['teacher']['traces']) and teacher_summary(recs)['questions_without_cot'] == 3
+    assert all(t['model'] == student.model_id for r in recs for t in r['teacher']['traces'])
