@@ -1,0 +1,103 @@
+"SFT with TRL: completion-only labels with EOS, the truncation audit, LoRA, the step log, and DDP over 2 CPU processes."
+import json, math, os, subprocess, sys, textwrap
+from pathlib import Path
+import pytest, torch
+from orion_nb.models import train_tokenizer, make_model, save_model, solve_messages
+from orion_nb.recipes import example
+from orion_nb.sft import SFTParams, make_trainer, train_sft, audit_lengths
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory):
+    tok = train_tokenizer(vocab_size=400)
+    d = tmp_path_factory.mktemp('sft')
+    return save_model(make_model(tok, dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1)), tok, d/'base'), tok
+
+def examples(n=32):
+    return [example(f'q{i}', solve_messages(f'What is {i} + {i}?'), f'{i} + {i} = {2 * i}. ' + 'So' * (i % 5) + f' \\boxed{{{2 * i}}}')
+            for i in range(n)]
+
+def test_labels_mask_prompt_keep_eos(base, tmp_path):
+    path, tok = base
+    exs = examples(4)
+    tr = make_trainer(path, exs, tmp_path, SFTParams())
+    row = tr.train_dataset[0]
+    ids, labels = row['input_ids'], row['labels']
+    im_end = tok.convert_tokens_to_ids('<|im_end|>')
+    kept = [i for i, l in zip(ids, labels) if l != -100]
+    prompt_len = len(tok.apply_chat_template(exs[0]['prompt'], add_generation_prompt=True, tokenize=True, return_dict=True)['input_ids'])
+    assert all(l == -100 for l in labels[:prompt_len])                       # the prompt carries no loss
+    assert all(l == i for i, l in zip(ids[prompt_len:], labels[prompt_len:]))  # the whole response does
+    assert im_end in kept and tok.decode(kept).startswith('0 + 0 = 0.')         # EOS is inside the loss
+
+def test_truncation_audit_refuses(base, tmp_path):
+    path, tok = base
+    exs = examples(8)
+    longest = audit_lengths(tok, exs, 10**6)['max']
+    with pytest.raises(ValueError, match=r'exceed max_length=\d+ tokens'):
+        train_sft(path, exs, tmp_path/'o', dict(max_length=longest - 1, epochs=1))
+    assert not (tmp_path/'o'/'model').exists()
+    s = train_sft(path, exs, tmp_path/'d', dict(max_length=longest - 1, on_overlength='drop', epochs=1, batch_size=4))
+    assert s['dropped'] and s['n_train'] == 8 - len(s['dropped'])
+
+def test_lora_trains_and_merges(base, tmp_path):
+    path, tok = base
+    s = train_sft(path, examples(16), tmp_path, dict(lora=True, lora_r=4, epochs=1, batch_size=8, lr=1e-2, max_length=128))
+    from orion_nb.models import load_model
+    before, after = load_model(path), load_model(tmp_path/'model')
+    diff = sum((a - b).abs().sum().item() for (n, a), (_, b) in zip(after.named_parameters(), before.named_parameters()))
+    assert s['steps'] == 2 and diff > 0 and not any('lora' in n for n, _ in after.named_parameters())
+
+def test_step_log_and_schedule(base, tmp_path):
+    path, _ = base
+    s = train_sft(path, examples(32), tmp_path, dict(epochs=2, batch_size=8, lr=1e-2, warmup=0.25, max_length=128))
+    log = [json.loads(l) for l in open(tmp_path/'trainer_log.jsonl')]
+    assert [r['step'] for r in log] == list(range(1, s['steps'] + 1)) and s['steps'] == 8
+    lrs = [r['lr'] for r in log]
+    assert max(lrs) <= 1e-2 and lrs.index(max(lrs)) <= 2 and lrs[-1] < max(lrs) / 5   # warmup then cosine decay
+    assert all(math.isfinite(r['loss']) and r['grad_norm'] > 0 for r in log)
+    assert log[-1]['loss'] < log[0]['loss']
+
+DRIVER = textwrap.dedent('''
+    import hashlib, json, os, sys, torch
+    from trl import SFTTrainer
+    from orion_nb.sft import main
+    rank, out = int(os.environ['RANK']), sys.argv[2]
+    seen = open(f'{out}/seen_{rank}.txt', 'w')
+    step = SFTTrainer.training_step
+    def training_step(self, model, inputs, *a, **k):
+        for row, lab in zip(inputs['input_ids'].tolist(), inputs['labels'].tolist()):
+            seen.write(hashlib.md5(str([t for t, l in zip(row, lab) if l != -100]).encode()).hexdigest() + '\\n')
+        return step(self, model, inputs, *a, **k)
+    SFTTrainer.training_step = training_step
+    train = SFTTrainer.train
+    def train_and_fingerprint(self, *a, **k):
+        r = train(self, *a, **k)
+        flat = torch.cat([p.detach().flatten() for p in self.model.parameters()])
+        open(f'{out}/params_{rank}.txt', 'w').write(repr(flat.double().sum().item()) + ' ' + repr(flat.abs().double().sum().item()))
+        return r
+    SFTTrainer.train = train_and_fingerprint
+    main([sys.argv[1]])
+''')
+
+@pytest.mark.timeout(600)
+def test_ddp_two_cpu_processes(base, tmp_path):
+    "torchrun, 2 processes, gloo: different data per rank, identical weights after training, one save."
+    path, _ = base
+    train = tmp_path/'train.jsonl'
+    train.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
+    cfg = tmp_path/'cfg.json'
+    cfg.write_text(json.dumps(dict(model=str(path), train=str(train), out_dir=str(tmp_path/'out'),
+                                   params=dict(epochs=1, batch_size=4, lr=1e-2, max_length=128, ddp_backend='gloo', sampling='random'))))
+    (tmp_path/'driver.py').write_text(DRIVER)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([str(Path(sys.executable).parent/'torchrun'), '--nproc_per_node', '2', '--master_port', '29531',
+                        str(tmp_path/'driver.py'), str(cfg), str(tmp_path)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    seen = [set(open(tmp_path/f'seen_{k}.txt').read().split()) for k in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 16 and not seen[0] & seen[1]      # each rank its own half of the data
+    assert open(tmp_path/'params_0.txt').read() == open(tmp_path/'params_1.txt').read()   # in sync
+    s = json.loads((tmp_path/'out'/'sft_summary.json').read_text())
+    assert s['world_size'] == 2 and s['steps'] == 4                           # 32 examples / (2 ranks x 4)
+    log = (tmp_path/'out'/'trainer_log.jsonl').read_text().splitlines()
+    assert len(log) == s['steps']                                              # written by one process only
+    assert sorted(p.name for p in (tmp_path/'out'/'model').iterdir() if p.suffix == '.safetensors') == ['model.safetensors']
