@@ -59,6 +59,11 @@ def test_bad_params_stop_before_work(tmp_path, pipe, params, msg):
     with pytest.raises(ValueError, match=re.escape(msg)): run(tmp_path, pipe, params)
     assert not (tmp_path/'runs').exists()
 
+def test_unparseable_parameter_is_an_error(tmp_path, pipe):
+    "papermill silently skips `x = 1  # a = b`; declared_parameters refuses instead of dropping the parameter."
+    make_nb(pipe/'02_c.ipynb', "run_dir = ''  # run directory\nshare = 0.2  # long share (0.2 = 1:4)\n", "pass")
+    with pytest.raises(ValueError, match=r"cannot parse the parameters \['share'\]"): run(tmp_path, pipe, 'run_name: r\n')
+
 def test_cli_check(tmp_path, pipe, capsys):
     pf = tmp_path/'bad.yaml'; pf.write_text('n: 1\nsede: 2\n')
     assert main(['check', str(pf), '--notebooks', str(pipe)]) == 2
