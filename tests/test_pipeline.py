@@ -1,0 +1,90 @@
+"The papermill pipeline end to end on a small world with an untrained stand-in student: reports, caching, determinism, no key leak."
+import json, os, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent/'shared'/'data'
+KEY = 'sk-orion-test-4f8e2c91d7a3b6e0'
+
+PARAMS = """run_name: small
+data_dir: {data}
+train_n: 6
+world_test_n: 6
+benchmarks: {benchmarks}
+benchmark_n: 3
+student: {student}
+reflect_students: [base, sft_teacher]
+exposure_k: 2
+reflect_m: 1
+student_max_new_tokens: 40
+seeds: [0]
+sft_epochs: 1.0
+sft_batch_size: 4
+eval_max_new_tokens: 40
+nll_examples: 3
+"""
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    from orion_nb.models import train_tokenizer, make_model, save_model
+    d = tmp_path_factory.mktemp('pipe')
+    tok = train_tokenizer(vocab_size=600)
+    save_model(make_model(tok, dict(initializer_range=0.1)), tok, d/'student')
+    bench = '[amc23]' if SHARED.is_dir() else '[]'
+    (d/'p.yaml').write_text(PARAMS.format(data=SHARED, benchmarks=bench, student=d/'student'))
+    return d
+
+def orion(d, runs, reports, **env):
+    t = time.time()
+    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/'p.yaml'), '--runs', str(runs), '--reports', str(reports)],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r.stdout, time.time() - t
+
+@pytest.fixture(scope='module')
+def first_run(setup):
+    out, secs = orion(setup, setup/'runs', setup/'reports', OPENAI_API_KEY=KEY)
+    return setup, out, secs
+
+STAGES = ['00_data', '01_student', '02_teacher', '03_exposure', '04_reflection', '05_recipes', '06_train', '07_evaluate', '08_summary']
+
+@pytest.mark.timeout(1200)
+def test_reports_and_manifest(first_run):
+    d, out, _ = first_run
+    idx = (d/'reports'/'small'/'index.html').read_text()
+    for s in STAGES:
+        assert f"href='{s}.html'" in idx and (d/'reports'/'small'/f'{s}.html').is_file()
+    assert 'Accuracy (%' in idx and "src='08_summary__accuracy.png'" in idx and 'Training stability' in idx
+    m = json.loads((d/'runs'/'small'/'manifest.json').read_text())
+    assert [m['stages'][s]['status'] for s in STAGES] == ['done'] * len(STAGES)
+    assert all(m['stages'][s]['seconds'] > 0 for s in STAGES) and m['seeds'] == {'seeds': [0]} and m['params_hash']
+    recipes = json.loads((d/'runs'/'small'/'05_recipes'/'recipes.json').read_text())
+    assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes
+    rec = json.loads((d/'runs'/'small'/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
+    assert {'teacher', 'exposure', 'reflection', 'target'} <= set(rec) and rec['target']['why']
+
+@pytest.mark.timeout(1200)
+def test_unchanged_rerun_is_cached(first_run):
+    d, _, cold = first_run
+    out, warm = orion(d, d/'runs', d/'reports')
+    assert out.count('unchanged, not redone') == len(STAGES)
+    assert warm < cold / 3
+
+@pytest.mark.timeout(1200)
+def test_same_parameters_same_metrics(first_run):
+    d, _, _ = first_run
+    orion(d, d/'runs2', d/'reports2')
+    read = lambda p: [json.loads(l) for l in p.read_text().splitlines()]
+    a, b = read(d/'runs'/'small'/'07_evaluate'/'results.jsonl'), read(d/'runs2'/'small'/'07_evaluate'/'results.jsonl')
+    assert a == b
+    la = (d/'runs'/'small'/'06_train'/'orion'/'seed0'/'trainer_log.jsonl').read_text().splitlines()
+    lb = (d/'runs2'/'small'/'06_train'/'orion'/'seed0'/'trainer_log.jsonl').read_text().splitlines()
+    strip = lambda ls: [{k: v for k, v in json.loads(l).items() if k != 'time'} for l in ls]
+    assert strip(la) == strip(lb)
+
+@pytest.mark.timeout(1200)
+def test_api_key_written_nowhere(first_run):
+    d, out, _ = first_run
+    hits = [str(p) for base in (d/'runs', d/'reports') for p in base.rglob('*') if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert not hits and KEY not in out
