@@ -1,0 +1,45 @@
+"Parameter files for real models: they resolve, their data loads from the given paths, and a few questions run on a tiny stand-in."
+from pathlib import Path
+import pytest
+from orion_nb.report import main, load_params, pipeline_notebooks, declared_parameters, check_params
+from orion_nb.data import load_benchmark, load_train_pool
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = [p for p in sorted((ROOT/'params').glob('*.yaml')) if p.name != 'tiny.yaml']
+SHARED = ROOT.parent/'shared'/'data'
+
+@pytest.fixture(scope='module')
+def stand_in(tmp_path_factory):
+    from orion_nb.models import train_tokenizer, make_model, save_model
+    tok = train_tokenizer(vocab_size=600)
+    return save_model(make_model(tok, dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1)), tok, tmp_path_factory.mktemp('m')/'tiny')
+
+def test_real_params_exist():
+    assert len(REAL) >= 2 and any(load_params(p).get('gen_backend') == 'vllm' for p in REAL)
+
+@pytest.mark.parametrize('path', REAL, ids=lambda p: p.name)
+def test_real_params_resolve(path):
+    decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
+    p = load_params(path)
+    check_params(p, decl, str(path))
+    if p.get('sft_accelerate_config'): assert (ROOT/p['sft_accelerate_config']).is_file()
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f'benchmark files not found at {SHARED}')
+@pytest.mark.parametrize('path', REAL, ids=lambda p: p.name)
+def test_real_params_data_and_stand_in(path, stand_in, tmp_path):
+    "The data the file names loads from its data_dir, and two questions per benchmark run through the tiny stand-in."
+    from orion_nb.generate import TransformersGenerator, SamplingParams
+    from orion_nb.evaluate import evaluate
+    p = load_params(path)
+    data_dir = ROOT/p['data_dir']
+    assert len(load_train_pool(p['train_pool'], data_dir, on_invalid='skip')) > 1000
+    gen = TransformersGenerator(stand_in)
+    for b in p['benchmarks']:
+        outs = evaluate(gen, list(load_benchmark(b, data_dir))[:2], SamplingParams(max_new_tokens=8), tmp_path/f'{b}.jsonl', progress=False)
+        assert len(outs) == 2 and all(o['correct'] is False for o in outs)
+
+def test_mistyped_name_stops(tmp_path, capsys):
+    bad = tmp_path/'bad.yaml'
+    bad.write_text((ROOT/'params'/'tiny.yaml').read_text() + 'exposure_temprature: 0.8\n')
+    assert main(['check', str(bad), '--notebooks', str(ROOT/'nbs'/'pipeline')]) == 2
+    assert "unknown parameter 'exposure_temprature' (did you mean 'exposure_temperature'?)" in capsys.readouterr().err
