@@ -88,3 +88,29 @@ def test_api_key_written_nowhere(first_run):
     d, out, _ = first_run
     hits = [str(p) for base in (d/'runs', d/'reports') for p in base.rglob('*') if p.is_file() and KEY.encode() in p.read_bytes()]
     assert not hits and KEY not in out
+
+CHROMIUM = next((c for c in ('/usr/bin/chromium', '/usr/bin/chromium-browser') if Path(c).exists()), None)
+
+@pytest.mark.skipif(CHROMIUM is None, reason='Debian chromium not installed (apt-get install chromium)')
+@pytest.mark.timeout(300)
+def test_index_renders_in_chromium(first_run, tmp_path):
+    "Headless Chromium loads index.html: the tables are there and every figure decodes to a real image."
+    d, _, _ = first_run
+    rep = d/'reports'/'small'
+    probe = rep/'_probe.html'
+    probe.write_text((rep/'index.html').read_text().replace('</body>', """<script>window.addEventListener('load', () => {
+      const imgs = [...document.images]; document.title = 'PROBE ' + imgs.length + ' ' + imgs.filter(i => i.complete && i.naturalWidth > 100).length
+        + ' ' + document.querySelectorAll('table').length; });</script></body>"""))
+    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+             '--disable-component-update', '--disable-sync', f'--user-data-dir={tmp_path/"profile"}', '--virtual-time-budget=5000']
+    try:
+        dom = subprocess.run([CHROMIUM, *flags, '--dump-dom', probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        shot = subprocess.run([CHROMIUM, *flags, '--window-size=1200,2000', f'--screenshot={tmp_path/"index.png"}', (rep/'index.html').as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally: probe.unlink()
+    import re
+    n_img, n_ok, n_tables = map(int, re.search(r'<title>PROBE (\d+) (\d+) (\d+)</title>', dom).groups())
+    assert n_img >= 2 and n_ok == n_img and n_tables >= 8
+    assert "id='stages'" in dom.replace('"', "'") and 'Accuracy (%' in dom
+    png = (tmp_path/'index.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 50_000
