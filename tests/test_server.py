@@ -214,8 +214,8 @@ def test_vllm_server(vllm_server, gen_tiny_dir, tmp_path, monkeypatch):
         generate_resumable(gen, chats[:2], SamplingParams(max_new_tokens=600), tmp_path/'long.jsonl', progress=False)
     assert len(e.value.failures) == 2 and '400' in str(e.value) and 'after 1 attempt' in str(e.value)
     # the server stopped and restarted mid-run
-    more = [chat(f'Question {i}: add {i} and {i + 1}.') for i in range(16)]
-    mp = SamplingParams(temperature=1.0, max_new_tokens=64, seed=1)
+    more = [chat(f'Question {i}: add {i} and {i + 1}.') for i in range(64)]   # long enough that it cannot finish
+    mp = SamplingParams(temperature=1.0, max_new_tokens=128, seed=1)            # between the 3rd record and the stop
     out = []
     t = threading.Thread(target=lambda: out.append(generate_resumable(gen, more, mp, store, progress=False)))
     t.start()
@@ -227,5 +227,5 @@ def test_vllm_server(vllm_server, gen_tiny_dir, tmp_path, monkeypatch):
     t.join(600)
     assert not t.is_alive() and out, 'the run did not finish after the restart'
     recs = records(store)
-    assert stopped_at < n0 + 16, 'the run finished before the server was stopped'
-    assert len(recs) == n0 + 16 and len({r['key'] for r in recs}) == len(recs)
+    assert stopped_at < n0 + 64, 'the run finished before the server was stopped'
+    assert len(recs) == n0 + 64 and len({r['key'] for r in recs}) == len(recs)
