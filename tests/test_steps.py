@@ -43,7 +43,7 @@ def test_world_teacher_steps_all_hold():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize('slip_p', [0.2, 0.5, 1.0])
 def test_world_slips_localised(slip_p):
-    "With slips, the wrong answer is localised at the slipped step: the world's own checker's one failure."
+    "With slips, the wrong answer is localised at the first slipped step: the world's own checker's first failure."
     recs = world.generate(120, 'train', seed=11, levels=[2, 3, 4, 5])
     n_slip = 0
     for i, r in enumerate(recs):
@@ -58,7 +58,10 @@ def test_world_slips_localised(slip_p):
             assert extract_answer(cot) == r['answer'] and loc['type'] == 'correct' and loc['step'] is None
             continue
         n_slip += 1
-        assert len(slips) == 1 and extract_answer(cot) != r['answer']
+        first_lhs = slips[0].split(' = ')[0]
+        if first_lhs + ' = ' in cot[cot.index(slips[0]) + len(slips[0]):]:
+            continue   # the same left side holds later (e.g. a check step): documented as a correction, not localised
+        assert extract_answer(cot) != r['answer']          # a slip (or several) leaves the answer wrong
         assert loc['type'] == 'arithmetic', (loc, cot)
         assert loc['text'] == slips[0]
         assert cot[loc['offset']:loc['offset'] + len(loc['text'])] == loc['text']
@@ -66,7 +69,7 @@ def test_world_slips_localised(slip_p):
         lhs = slips[0].split(' = ')[0]
         assert Fraction(loc['expected']) == evaluate(lhs) != Fraction(loc['written'])
         assert loc['line'] == cot[:loc['offset']].count('\n')
-        assert loc['n_wrong'] == 1 and loc['corrected'] == []
+        assert 1 <= loc['n_wrong'] <= len(slips) and loc['corrected'] == []   # the first slip is the one named
         assert 0 < step_consistency(cot)['frac_hold'] < 1
     assert n_slip >= (20 if slip_p < 0.5 else 60)
 
