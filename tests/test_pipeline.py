@@ -40,7 +40,7 @@ def orion(d, runs, reports, **env):
     r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/'p.yaml'), '--runs', str(runs), '--reports', str(reports)],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    return r.stdout, time.time() - t
+    return r.stdout + r.stderr, time.time() - t
 
 @pytest.fixture(scope='module')
 def first_run(setup):
@@ -63,6 +63,12 @@ def test_reports_and_manifest(first_run):
     assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes
     rec = json.loads((d/'runs'/'small'/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
     assert {'teacher', 'exposure', 'reflection', 'target'} <= set(rec) and rec['target']['why']
+    res = [json.loads(l) for l in (d/'runs'/'small'/'07_evaluate'/'results.jsonl').read_text().splitlines()]
+    outs = [json.loads(l) for l in (d/'runs'/'small'/'07_evaluate'/'outputs'/'orion_seed0__world_test.jsonl').read_text().splitlines()]
+    r = next(x for x in res if (x['recipe'], x['seed'], x['set']) == ('orion', 0, 'world_test'))
+    assert r['cut_off'] == sum(o['finish_reason'] == 'length' for o in outs) / len(outs)   # budget hits, per model and set
+    assert 'cut off at the token budget' in idx and "Where ORION's training targets come from" in idx
+    assert 'over TCP without encryption' not in out            # stage kernels talk over IPC
 
 @pytest.mark.timeout(1200)
 def test_unchanged_rerun_is_cached(first_run):

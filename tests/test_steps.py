@@ -47,9 +47,7 @@ def test_world_slips_localised(slip_p):
     recs = world.generate(120, 'train', seed=11, levels=[2, 3, 4, 5])
     n_slip = 0
     for i, r in enumerate(recs):
-        # granularity 2 after a slip can crash world.teacher_cot on decimal problems (its tens-and-ones writer formats
-        # a slipped, non-terminating value as a decimal): world's bug, avoided here
-        gran = 1 + i % 2 if r['subject'] != 'decimal' else 1
+        gran = 1 + i % 2   # granularity 2 after a slip on a decimal problem too (a non-terminating value is a fraction)
         style = world.TeacherStyle(slip_p=slip_p, granularity=gran, summary=('answer', 'solution')[i % 3 == 0])
         cot = world.teacher_cot(r['question'], style, seed=i)
         slips = [e for e, ok in world.check_arithmetic(cot) if not ok]
