@@ -59,6 +59,7 @@ def test_reports_and_manifest(first_run):
     m = json.loads((d/'runs'/'small'/'manifest.json').read_text())
     assert [m['stages'][s]['status'] for s in STAGES] == ['done'] * len(STAGES)
     assert all(m['stages'][s]['seconds'] > 0 for s in STAGES) and m['seeds'] == {'seeds': [0]} and m['params_hash']
+    assert all(m['stages'][s]['commit'][:12] in idx for s in STAGES) and 'run at commit' in idx   # each stage's commit
     recipes = json.loads((d/'runs'/'small'/'05_recipes'/'recipes.json').read_text())
     assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes
     rec = json.loads((d/'runs'/'small'/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
