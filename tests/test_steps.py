@@ -56,15 +56,14 @@ def test_world_slips_localised(slip_p):
             assert extract_answer(cot) == r['answer'] and loc['type'] == 'correct' and loc['step'] is None
             continue
         n_slip += 1
-        first_lhs = slips[0].split(' = ')[0]
-        if first_lhs + ' = ' in cot[cot.index(slips[0]) + len(slips[0]):]:
+        lhs = slips[0].split(' = ')[0]
+        if lhs + ' = ' in cot[cot.index(slips[0]) + len(slips[0]):]:
             continue   # the same left side holds later (e.g. a check step): documented as a correction, not localised
         assert extract_answer(cot) != r['answer']          # a slip (or several) leaves the answer wrong
         assert loc['type'] == 'arithmetic', (loc, cot)
         assert loc['text'] == slips[0]
         assert cot[loc['offset']:loc['offset'] + len(loc['text'])] == loc['text']
         assert cot.index(slips[0]) == loc['offset']                         # the first place it is written
-        lhs = slips[0].split(' = ')[0]
         assert Fraction(loc['expected']) == evaluate(lhs) != Fraction(loc['written'])
         assert loc['line'] == cot[:loc['offset']].count('\n')
         assert 1 <= loc['n_wrong'] <= len(slips) and loc['corrected'] == []   # the first slip is the one named
