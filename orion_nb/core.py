@@ -4,13 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #557f6c81
 from __future__ import annotations
-import functools, hashlib, json, os, random, tempfile, warnings
+import functools, hashlib, json, os, random, re, tempfile, warnings
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['canonical_json', 'stable_hash', 'set_seed', 'DataError', 'read_jsonl', 'atomic_write_text', 'write_jsonl',
-           'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'RunDir']
+__all__ = ['STAGES', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash', 'imported_modules',
+           'package_dir', 'module_closure', 'code_hash', 'set_seed', 'DataError', 'read_jsonl', 'atomic_write_text',
+           'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag',
+           'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -20,6 +24,74 @@ def canonical_json(obj: Any) -> str:
 def stable_hash(obj: Any, n: int = 16) -> str:
     "First `n` hex digits of the sha256 of `obj`'s canonical JSON."
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #cc262b95
+_FILE_HASHES: dict = {}   # (resolved path, size, mtime) -> sha256: a file is read once per process
+
+def file_hash(path: str | os.PathLike) -> str:
+    "sha256 of a file's bytes (remembered per path, size and modification time)."
+    path = Path(path); st = path.stat()
+    k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if k not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+        _FILE_HASHES[k] = h.hexdigest()
+    return _FILE_HASHES[k]
+
+def content_hash(path: str | os.PathLike, n: int = 16) -> str:
+    "Hash of a file's bytes, or of a folder's files (names relative to it and contents; hidden files left out)."
+    path = Path(path)
+    if path.is_file(): return file_hash(path)[:n]
+    if not path.is_dir(): raise FileNotFoundError(f'{path}: no such file or folder to hash')
+    files = sorted(p for p in path.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(path).parts))
+    return stable_hash([[p.relative_to(path).as_posix(), file_hash(p)] for p in files], n)
+
+# %% ../nbs/00_core.ipynb #1cd2b64f
+def model_hash(model: str | os.PathLike) -> str:
+    "What a cache key calls a model: `sha:` its weights' content hash (a local folder, or a Hub id already downloaded), else `name:` the id."
+    p = Path(str(model)).expanduser()
+    if p.exists(): return 'sha:' + content_hash(p)
+    try:
+        from huggingface_hub import snapshot_download
+        return 'sha:' + content_hash(snapshot_download(str(model), local_files_only=True))
+    except Exception: return f'name:{model}'   # not downloaded yet (or not a valid id): only its name is known
+
+# %% ../nbs/00_core.ipynb #fac2b633
+_FROM = re.compile(r'^[ \t]*from[ \t]+(?:orion_nb(\.\w+)?|\.(\w*))[ \t]+import[ \t]+\(?([^)#\n]+)', re.M)
+_IMPORT = re.compile(r'^[ \t]*import[ \t]+orion_nb\.(\w+)', re.M)
+
+def imported_modules(source: str, known: Iterable[str]) -> set[str]:
+    "The modules of `known` that `source` imports: `from .x`, `from orion_nb.x`, `from orion_nb import x`, `import orion_nb.x`."
+    out, known = set(_IMPORT.findall(source)), set(known)
+    for dotted, rel, names in _FROM.findall(source):
+        mod = (dotted or '').lstrip('.') or rel
+        if mod: out.add(mod)
+        else: out |= {n.split(' as ')[0].strip() for n in names.split(',')}
+    return out & known
+
+# %% ../nbs/00_core.ipynb #9d45446e
+def package_dir() -> Path:
+    "The folder of the installed `orion_nb` package."
+    import orion_nb
+    return Path(orion_nb.__file__).parent
+
+def module_closure(names: Iterable[str], pkg_dir=None) -> set[str]:
+    "`names` and every `orion_nb` module they import, transitively."
+    pkg_dir = Path(pkg_dir or package_dir())
+    known = {p.stem for p in pkg_dir.glob('*.py')} - {'_modidx', '__init__'}
+    names = set(names)
+    if names - known: raise ValueError(f'not modules of {pkg_dir}: {sorted(names - known)}')
+    todo, seen = list(names), set()
+    while todo:
+        m = todo.pop()
+        if m not in seen: seen.add(m); todo += imported_modules((pkg_dir/f'{m}.py').read_text(), known)
+    return seen
+
+def code_hash(names: Iterable[str], pkg_dir=None, n: int = 16) -> str:
+    "Hash of the source of modules `names` and of every `orion_nb` module they import."
+    pkg_dir = Path(pkg_dir or package_dir())
+    return stable_hash({m: (pkg_dir/f'{m}.py').read_text() for m in sorted(module_closure(names, pkg_dir))}, n)
 
 # %% ../nbs/00_core.ipynb #db05c1cc
 def set_seed(seed: int) -> None:
@@ -141,21 +213,100 @@ def git_commit(path='.') -> str | None:
         return sha.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.TimeoutExpired): return None
 
-# %% ../nbs/00_core.ipynb #c7609d9e
+# %% ../nbs/00_core.ipynb #9eb165f8
+@dataclass(frozen=True)
+class Stage:
+    "A pipeline stage's hand-over: its folder in the run, its outputs by name, the record fields it adds."
+    name: str                 # what code calls it: `run.records('teacher')`
+    folder: str               # its folder in the run directory (its pipeline notebook's name)
+    files: dict               # output name -> path pattern inside the folder
+    adds: tuple = ()          # fields it adds to the provenance records
+
+# %% ../nbs/00_core.ipynb #1338d44a
+STAGES = {s.name: s for s in [
+    Stage('data', '00_data', dict(train='train.jsonl', eval='eval/{set}.jsonl', stats='stats.json')),
+    Stage('student', '01_student', dict(info='student.json')),
+    Stage('teacher', '02_teacher', dict(records='records.jsonl', generations='generations.jsonl'), adds=('teacher',)),
+    Stage('exposure', '03_exposure', dict(records='{student}.jsonl', generations='{student}_generations.jsonl',
+          students='students.json', sft_teacher='sft_teacher', sft_teacher_data='sft_teacher_data.jsonl'), adds=('exposure',)),
+    Stage('reflection', '04_reflection', dict(records='{student}.jsonl', generations='{student}_generations.jsonl'),
+          adds=('reflection', 'target')),
+    Stage('recipes', '05_recipes', dict(examples='{recipe}.jsonl', index='recipes.json')),
+    Stage('train', '06_train', dict(run='{recipe}/seed{seed}', model='{recipe}/seed{seed}/model', index='models.json')),
+    Stage('evaluate', '07_evaluate', dict(generations='generations/{model}__{set}.jsonl',
+          outputs='outputs/{model}__{set}.jsonl', results='results.jsonl')),
+    Stage('summary', '08_summary', dict(summary='summary.json', claims='claims.json')),
+]}
+
+def model_tag(recipe: str, seed: int) -> str:
+    "The name of a trained model in file names: `orion_seed0`, `orion_at_sft_teacher_seed1`."
+    return f"{recipe}_seed{seed}".replace('@', '_at_')
+
+# %% ../nbs/00_core.ipynb #e8c665b4
 class RunDir:
-    "A run directory: stage folders plus `manifest.json`."
+    "A run directory: one folder per stage (`STAGES`), `manifest.json`, and the stage contract's accessors."
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path); self.path.mkdir(parents=True, exist_ok=True)
     def stage(self, name: str) -> Path:
-        "The folder of stage `name`, created on demand."
-        p = self.path/name; p.mkdir(parents=True, exist_ok=True); return p
-    @property
-    def manifest_path(self) -> Path: return self.path/'manifest.json'
-    def manifest(self) -> dict:
-        "The manifest as a dict (empty before the first write)."
-        return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
-    def update_manifest(self, **kw) -> dict:
-        "Merge `kw` into the manifest and write it atomically."
-        m = self.manifest(); m.update(kw)
-        atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True, default=str) + '\n')
-        return m
+        "The folder of stage `name` (a `STAGES` name or a folder name), created on demand."
+        p = self.path/(STAGES[name].folder if name in STAGES else name); p.mkdir(parents=True, exist_ok=True); return p
+    def file(self, stage: str, output: str, **fields) -> Path:
+        "The path of `output` of `stage` (its folder made); `fields` fill the pattern (`@` written `_at_`)."
+        st = STAGES[stage]
+        if output not in st.files: raise KeyError(f"stage '{stage}' has no output '{output}'; it has {sorted(st.files)}")
+        try: rel = st.files[output].format(**{k: str(v).replace('@', '_at_') for k, v in fields.items()})
+        except KeyError as e: raise KeyError(f"{stage}.{output} ({st.files[output]}) needs the field {e}") from None
+        p = self.path/st.folder/rel; p.parent.mkdir(parents=True, exist_ok=True); return p
+
+# %% ../nbs/00_core.ipynb #7164ecd9
+@patch
+def read_json(self: RunDir, stage: str, output: str, **fields):
+    "The JSON value of a stage's output."
+    return json.loads(self.file(stage, output, **fields).read_text())
+
+@patch
+def write_json(self: RunDir, stage: str, output: str, obj, **fields) -> Path:
+    "Write a stage's JSON output atomically."
+    return atomic_write_text(self.file(stage, output, **fields), json.dumps(obj, indent=1, default=str) + '\n')
+
+@patch
+def records(self: RunDir, stage: str, student: str | None = None) -> list[dict]:
+    "The provenance records a stage wrote (per `student` for exposure and reflection)."
+    return [r for _, r in read_jsonl(self.file(stage, 'records', **({} if student is None else dict(student=student))))]
+
+@patch
+def write_records(self: RunDir, stage: str, recs: Iterable[dict], student: str | None = None) -> Path:
+    "Write a stage's provenance records."
+    return write_jsonl(self.file(stage, 'records', **({} if student is None else dict(student=student))), recs)
+
+# %% ../nbs/00_core.ipynb #a206e699
+@patch
+def model(self: RunDir, recipe: str, seed: int) -> Path:
+    "The folder of the model trained on `recipe` with `seed`."
+    return self.file('train', 'model', recipe=recipe, seed=seed)
+
+@patch
+def student(self: RunDir) -> str:
+    "The base student's path or Hub id, as the student stage resolved it."
+    return self.read_json('student', 'info')['path']
+
+@patch
+def eval_sets(self: RunDir) -> dict[str, list[dict]]:
+    "The evaluation sets the data stage wrote: name -> problem records."
+    return {p.stem: [r for _, r in read_jsonl(p)] for p in sorted(self.file('data', 'eval', set='x').parent.glob('*.jsonl'))}
+
+# %% ../nbs/00_core.ipynb #5399ed5f
+@patch(as_prop=True)
+def manifest_path(self: RunDir) -> Path: return self.path/'manifest.json'
+
+@patch
+def manifest(self: RunDir) -> dict:
+    "The manifest as a dict (empty before the first write)."
+    return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+
+@patch
+def update_manifest(self: RunDir, **kw) -> dict:
+    "Merge `kw` into the manifest and write it atomically."
+    m = self.manifest(); m.update(kw)
+    atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True, default=str) + '\n')
+    return m

@@ -8,7 +8,7 @@ import math, random
 from collections import defaultdict
 from typing import Sequence
 from .core import write_jsonl
-from .grading import extract_answer, grade_many
+from .generate import sample_and_grade
 from .models import SOLVE_PROMPT, solve_messages
 
 # %% auto #0
@@ -65,13 +65,11 @@ def evaluate(gen,                       # the model under test (`orion_nb.genera
              out_path=None,             # write the graded outputs here
              template: str = SOLVE_PROMPT, workers: int = 2, progress: bool = True, benchmark: str = '') -> list[dict]:
     "Generate `params.n` answers per problem and grade them; every output with its verdict."
-    from orion_nb.generate import generate_resumable
     prompts = [solve_messages(p['question'], template=template) for p in problems]
-    gens = generate_resumable(gen, prompts, params, store_path, ids=[p['id'] for p in problems], progress=progress)
-    flat = [(p, g) for p, gs in zip(problems, gens) for g in gs]
-    ok = grade_many([g['text'] for _, g in flat], [p['answer'] for p, _ in flat], workers=workers, progress=progress and len(flat) > 200)
+    gens = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
+                            ids=[p['id'] for p in problems], workers=workers, progress=progress)
     outs = [dict(benchmark=benchmark, id=p['id'], level=p.get('level'), sample=g['sample'], model=g['model'], answer=p['answer'],
-                 extracted=extract_answer(g['text']), correct=bool(v), text=g['text'], finish_reason=g['finish_reason'],
-                 completion_tokens=g['completion_tokens']) for (p, g), v in zip(flat, ok)]
+                 extracted=g['extracted'], correct=g['correct'], text=g['text'], finish_reason=g['finish_reason'],
+                 completion_tokens=g['completion_tokens']) for p, gs in zip(problems, gens) for g in gs]
     if out_path is not None: write_jsonl(out_path, outs)
     return outs

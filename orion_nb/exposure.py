@@ -6,12 +6,14 @@
 from __future__ import annotations
 from typing import Sequence
 from .core import write_jsonl
-from .grading import extract_answer, grade_many
+from .generate import sample_and_grade
+from .grading import extract_answer
 from .models import SOLVE_PROMPT, solve_messages
+from .records import wrong_attempts
 from .steps import localise_error
 
 # %% auto #0
-__all__ = ['add_exposure', 'wrong_attempts', 'expose_errors', 'exposure_summary']
+__all__ = ['add_exposure', 'expose_errors', 'exposure_summary']
 
 # %% ../nbs/11_exposure.ipynb #4e1d7b09
 def add_exposure(rec: dict, attempts: Sequence[dict], verdicts: Sequence[bool], model: str, localise: bool = True) -> dict:
@@ -27,10 +29,6 @@ def add_exposure(rec: dict, attempts: Sequence[dict], verdicts: Sequence[bool], 
                                     error_rate=round(n_wrong / max(len(out), 1), 4),
                                     wrong=[a['sample'] for a in out if not a['correct']])}
 
-def wrong_attempts(rec: dict) -> list[dict]:
-    "The student's wrong attempts on a record's question."
-    return [a for a in rec['exposure']['attempts'] if not a['correct']]
-
 # %% ../nbs/11_exposure.ipynb #6f5476de
 def expose_errors(recs: Sequence[dict],    # provenance records from stage 1 (or problem records)
                   gen,                      # the student, as an `orion_nb.generate.Generator`
@@ -41,14 +39,10 @@ def expose_errors(recs: Sequence[dict],    # provenance records from stage 1 (or
                   localise: bool = True,    # localise each wrong attempt's first wrong step
                   workers: int = 2, progress: bool = True) -> list[dict]:
     "Stage 2: k graded attempts of the student per question, errors localised."
-    from orion_nb.generate import generate_resumable
     prompts = [solve_messages(r['question'], template=template) for r in recs]
-    gens = generate_resumable(gen, prompts, params, store_path, ids=[r['id'] for r in recs], progress=progress)
-    flat = [(g['text'], r['answer']) for r, gs in zip(recs, gens) for g in gs]
-    ok = grade_many([t for t, _ in flat], [a for _, a in flat], workers=workers, progress=progress and len(flat) > 200)
-    out, i = [], 0
-    for r, gs in zip(recs, gens):
-        out.append(add_exposure(r, gs, ok[i:i + len(gs)], gen.model_id, localise)); i += len(gs)
+    gens = sample_and_grade(gen, prompts, [r['answer'] for r in recs], params, store_path, ids=[r['id'] for r in recs],
+                            workers=workers, progress=progress)
+    out = [add_exposure(r, gs, [g['correct'] for g in gs], gen.model_id, localise) for r, gs in zip(recs, gens)]
     if out_path is not None: write_jsonl(out_path, out)
     return out
 

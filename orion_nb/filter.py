@@ -8,7 +8,7 @@ import random
 from typing import Sequence
 from .core import write_jsonl, stable_hash
 from .data import last_boxed, _box_re
-from .teacher import kept_cots
+from .records import correct_attempts, kept_cots, refinements, survived, survivors
 
 # %% auto #0
 __all__ = ['RULES', 'FALLBACKS', 'form_problems', 'choose_target', 'select_targets', 'filter_summary']
@@ -41,7 +41,7 @@ def choose_target(rec: dict,
     for name, v in (('never_wrong', never_wrong), ('no_survivor', no_survivor)):
         if v not in FALLBACKS: raise ValueError(f'{name} must be one of {FALLBACKS}, not {v!r}')
     refl = rec.get('reflection', {})
-    ok = [r for r in refl.get('refined', []) if r['correct'] and not r['form']]
+    ok = survivors(rec)
     if ok:
         pick = {'first': lambda: ok[0], 'shortest': lambda: min(ok, key=lambda r: len(r['text'])),
                 'random': lambda: random.Random(stable_hash([seed, rec['id']])).choice(ok)}[rule]()
@@ -50,10 +50,10 @@ def choose_target(rec: dict,
     if not kept_cots(rec): return dict(text=None, kind=None, why='no teacher CoT survived rejection sampling')
     if rec['exposure']['n_wrong'] == 0 and refl.get('with_error', True):
         case, policy = 'the student never got it wrong', never_wrong
-    else: case, policy = f"no refinement survived ({len(refl.get('refined', []))} written)", no_survivor
+    else: case, policy = f"no refinement survived ({len(refinements(rec))} written)", no_survivor
     if policy == 'teacher': return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: teacher CoT')
     if policy == 'student':
-        own = [a for a in rec['exposure']['attempts'] if a['correct'] and not form_problems(a['text'], a.get('finish_reason'))]
+        own = [a for a in correct_attempts(rec) if not form_problems(a['text'], a.get('finish_reason'))]
         if own: return dict(text=own[0]['text'], kind='student', why=f"{case}: the student's own correct attempt")
         return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: no well-formed correct attempt of its own, teacher CoT')
     return dict(text=None, kind=None, why=f'{case}: dropped')
@@ -67,7 +67,7 @@ def select_targets(recs: Sequence[dict],            # records after stage 3
     for r in recs:
         refl = r.get('reflection', {})
         refined = [{**x, 'form': form_problems(x['text'], x.get('finish_reason'))} for x in refl.get('refined', [])]
-        r = {**r, 'reflection': {**refl, 'refined': refined, 'survived': sum(x['correct'] and not x['form'] for x in refined)}}
+        r = {**r, 'reflection': {**refl, 'refined': refined, 'survived': sum(map(survived, refined))}}
         r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed)
         out.append(r)
     if out_path is not None: write_jsonl(out_path, out)
@@ -77,8 +77,8 @@ def select_targets(recs: Sequence[dict],            # records after stage 3
 def filter_summary(recs: Sequence[dict]) -> dict:
     "Acceptance rate of refinements, why the rejected ones failed, and where the targets came from."
     from collections import Counter
-    rs = [x for r in recs for x in r['reflection']['refined']]
+    rs = [x for r in recs for x in refinements(r)]
     fails = Counter(w for x in rs for w in (x['form'] or ([] if x['correct'] else ['wrong final answer'])))
-    return dict(questions=len(recs), refinements=len(rs), survived=sum(x['correct'] and not x['form'] for x in rs),
-                acceptance=round(sum(x['correct'] and not x['form'] for x in rs) / max(len(rs), 1), 4),
+    n_ok = sum(map(survived, rs))
+    return dict(questions=len(recs), refinements=len(rs), survived=n_ok, acceptance=round(n_ok / max(len(rs), 1), 4),
                 rejected_because=dict(fails), targets=dict(Counter(str(r['target']['kind']) for r in recs)))

@@ -10,14 +10,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict
 from functools import lru_cache
 from typing import Iterator, Sequence, Union
-from .core import JsonlStore, progress_bar, stable_hash
+from .core import JsonlStore, model_hash, progress_bar, stable_hash
+from .grading import extract_answer, grade_many
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'sample_seed', 'Completion', 'split_think', 'join_think', 'RequestError',
            'Generator', 'render_prompt', 'prompt_ids', 'decode', 'TransformersGenerator', 'VLLMGenerator',
-           'OpenAIGenerator', 'make_generator', 'GenerationError', 'sample_key', 'generate_resumable']
+           'OpenAIGenerator', 'make_generator', 'GenerationError', 'sample_key', 'generate_resumable', 'grade_groups',
+           'sample_and_grade']
 
 # %% ../nbs/05_generate.ipynb #4a82c512
 Prompt = Union[str, list]   # raw text, or chat messages `[{'role': ..., 'content': ...}, ...]`
@@ -80,7 +82,8 @@ class RequestError(RuntimeError):
 class Generator:
     "Base class: turns `(prompt, sample)` requests into `Completion`s."
     backend: str = 'base'
-    model_id: str = ''       # names the model in record keys: a path or hub id, plus the LoRA adapter if any
+    model_id: str = ''       # names the model in records and bars: a path or hub id, plus the LoRA adapter if any
+    cache_id: str = ''       # names the model in record keys: its weights' hash (`core.model_hash`); '' -> `model_id`
     batch_size: int = 16     # requests handed to `_complete` at a time
     split_think: bool = False  # split '<think>...</think>' off into `reasoning_content`
 
@@ -120,6 +123,11 @@ class Generator:
         "`params.n` completions for each prompt."
         flat = self.complete([(p, i) for p in prompts for i in range(params.n)], params)
         return [flat[k * params.n:(k + 1) * params.n] for k in range(len(prompts))]
+
+    @property
+    def key_id(self) -> str:
+        "What record keys call the model: its weights when known (`cache_id`), else its name."
+        return self.cache_id or self.model_id
 
     def close(self): "Free the model or connections."
     def __enter__(self): return self
@@ -255,6 +263,7 @@ class TransformersGenerator(Generator):
                  split_think: bool = False):   # split '<think>...</think>' into reasoning_content
         from transformers import AutoModelForCausalLM, AutoTokenizer
         if isinstance(model, (str, os.PathLike)):
+            self.cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
             tokenizer = tokenizer if tokenizer is not None else str(model)
             model = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype)
         if tokenizer is None: raise ValueError('give the tokenizer (or the model as a path)')
@@ -315,6 +324,7 @@ class VLLMGenerator(Generator):
         self.llm = LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
         self.lora = lora
+        self.cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
         self.model_id = model_id if model_id is not None else (f'{model}+lora:{lora}' if lora else str(model))
         self.batch_size, self.split_think = batch_size, split_think
 
@@ -438,9 +448,9 @@ class GenerationError(RuntimeError):
     def __init__(self, msg: str, failures: list):
         super().__init__(msg); self.failures = failures
 
-def sample_key(model_id: str, prompt: Prompt, sample: int, params: SamplingParams) -> str:
-    "The store key of one sample."
-    return stable_hash({'model': model_id, 'prompt': prompt, 'sample': sample, 'params': params.key()})
+def sample_key(model_key: str, prompt: Prompt, sample: int, params: SamplingParams) -> str:
+    "The store key of one sample: the model (its weights' hash where known), prompt, sample index, sampling."
+    return stable_hash({'model': model_key, 'prompt': prompt, 'sample': sample, 'params': params.key()})
 
 def generate_resumable(gen: Generator,                 # the backend
                        prompts: Sequence[Prompt],      # raw texts or chat message lists
@@ -455,7 +465,7 @@ def generate_resumable(gen: Generator,                 # the backend
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
     if ids is not None and len(ids) != len(prompts): raise ValueError(f'{len(ids)} ids for {len(prompts)} prompts')
     store = JsonlStore(path, fsync=fsync)
-    keys = [[sample_key(gen.model_id, p, i, params) for i in range(params.n)] for p in prompts]
+    keys = [[sample_key(gen.key_id, p, i, params) for i in range(params.n)] for p in prompts]
     todo, seen = [], set()
     for k, p in enumerate(prompts):
         for i, key in enumerate(keys[k]):
@@ -466,10 +476,35 @@ def generate_resumable(gen: Generator,                 # the backend
         for j, c in gen.stream([(prompts[k], i) for k, i, _ in todo], params):
             k, i, key = todo[j]
             if isinstance(c, Exception): failures.append((k, i, str(c))); continue
-            store.add({'key': key, 'id': None if ids is None else ids[k], 'sample': i, 'model': gen.model_id,
+            store.add({'key': key, 'id': None if ids is None else ids[k], 'sample': i, 'model': gen.model_id, 'model_key': gen.key_id,
                        'backend': gen.backend, 'params': params.key(), 'prompt': prompts[k], **asdict(c)})
             bar.update(1)
     if failures:
         raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} '
                               f'(rerun to retry them); first: {failures[0][2]}', failures)
     return [[store[key] for key in ks] for ks in keys]
+
+# %% ../nbs/05_generate.ipynb #f9fe1170
+def grade_groups(groups: Sequence[Sequence[str]],   # texts per question
+                 answers: Sequence[str],             # the gold answer of each question
+                 workers: int = 2, progress: bool = False) -> list[list[bool]]:
+    "Grade each group of texts against its gold answer (flattened for parallel grading, then regrouped)."
+    if len(groups) != len(answers): raise ValueError(f'{len(groups)} groups of texts for {len(answers)} answers')
+    flat = [(t, a) for ts, a in zip(groups, answers) for t in ts]
+    ok = iter(grade_many([t for t, _ in flat], [a for _, a in flat], workers=workers, progress=progress and len(flat) > 200) if flat else [])
+    return [[bool(next(ok)) for _ in ts] for ts in groups]
+
+# %% ../nbs/05_generate.ipynb #531043c3
+def sample_and_grade(gen: Generator,               # the model
+                     prompts: Sequence[Prompt],    # one prompt per job
+                     answers: Sequence[str],       # the gold answer of each prompt
+                     params: SamplingParams,       # `n` samples per prompt
+                     store_path: str | os.PathLike,  # the resumable JSONL store of raw generations
+                     ids: Sequence | None = None,  # an id per prompt (a question id)
+                     workers: int = 2, progress: bool = True) -> list[list[dict]]:
+    "Generate `params.n` samples per prompt (resumable) and grade each: the samples with `extracted` and `correct`."
+    gens = generate_resumable(gen, prompts, params, store_path, ids=ids, progress=progress) if prompts else []
+    full = [[join_think(g.get('reasoning_content'), g['text']) for g in gs] for gs in gens]
+    ok = grade_groups(full, answers, workers, progress)
+    return [[{**g, 'extracted': extract_answer(t), 'correct': v} for g, t, v in zip(gs, ts, vs)]
+            for gs, ts, vs in zip(gens, full, ok)]

@@ -5,15 +5,16 @@
 # %% ../nbs/14_recipes.ipynb #d4b8d920
 from __future__ import annotations
 import re
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 from .core import stable_hash, write_jsonl
 from .models import SOLVE_PROMPT, solve_messages, fill
-from .teacher import kept_cots
-from .exposure import wrong_attempts
+from .records import kept_cots, wrong_attempts
 
 # %% auto #0
-__all__ = ['RETRY', 'LEMA_PROMPT', 'RECIPES', 'example', 'short_target', 'question_set', 'split_cot', 'no_reflect_target',
-           'mistake_text', 'lema_examples', 'long_set', 'build_recipe', 'recipe_stats', 'write_recipes']
+__all__ = ['RETRY', 'LEMA_PROMPT', 'ROLES', 'RECIPES', 'example', 'short_target', 'question_set', 'split_cot',
+           'no_reflect_target', 'mistake_text', 'lema_examples', 'RecipeInputs', 'Recipe', 'recipe', 'recipes_with',
+           'long_set', 'build_recipe', 'teacher_set', 'recipe_stats', 'write_recipes']
 
 # %% ../nbs/14_recipes.ipynb #37b87edf
 def example(id, prompt_messages: list[dict], response: str) -> dict:
@@ -70,51 +71,107 @@ def mistake_text(error: dict | None) -> str:
     if error.get('type') == 'no_answer': return 'The solution never reaches a final answer.'
     return f"The mistake is in the reasoning ({str(error.get('type', 'unknown')).replace('_', ' ')}): {error.get('note') or 'the final answer is wrong'}."
 
-def lema_examples(rec: dict) -> list[dict]:
+def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str = LEMA_PROMPT) -> list[dict]:
     "Learning from mistakes: the teacher CoT, plus one correction example per wrong attempt."
     cot = kept_cots(rec)[0]
-    out = [_ex(rec, cot)]
+    out = [_ex(rec, cot, solve_prompt)]
     for a in wrong_attempts(rec):
-        prompt = [{'role': 'user', 'content': fill(LEMA_PROMPT, question=rec['question'], attempt=a['text'])}]
+        prompt = [{'role': 'user', 'content': fill(lema_prompt, question=rec['question'], attempt=a['text'])}]
         out.append(example(f"{rec['id']}#fix{a['sample']}", prompt, f"{mistake_text(a.get('error'))}\n\nCorrect solution:\n{cot}"))
     return out
 
 # %% ../nbs/14_recipes.ipynb #bc53abdd
-RECIPES = ('orion', 'short_cot', 'long_cot', 'mix_long', 'lema', 'orion_no_error', 'orion_no_reflect')
+@dataclass
+class RecipeInputs:
+    "What a recipe builder may read besides the question set: named parameters with their defaults."
+    no_error: Sequence[dict] | None = None   # records of the reflection run without error exposure (its ablation)
+    long_share: float = 0.2                  # Mix-Long: share of long CoTs (0.2 = long:short 1:4)
+    seed: int = 0                            # Mix-Long: which questions get the long CoT
+    solve_prompt: str = SOLVE_PROMPT         # the prompt of every solve example (the one used at evaluation)
+    lema_prompt: str = LEMA_PROMPT           # LEMA: the prompt showing the incorrect solution
 
+@dataclass(frozen=True)
+class Recipe:
+    "One training set of the comparison: how it is built, its role, what it reads, what it is."
+    name: str                  # the name in parameters, file names and tables
+    build: Callable            # `build(question_set, RecipeInputs) -> examples`
+    role: str                  # 'method', 'baseline' or 'ablation'
+    inputs: tuple              # what it reads: 'teacher', 'exposure', 'reflection', 'no_error', 'solution'
+    about: str                 # one line for tables and reports
+
+# %% ../nbs/14_recipes.ipynb #4e08203d
+ROLES = ('method', 'baseline', 'ablation')
+RECIPES: dict[str, Recipe] = {}   # the registry, in the order recipes are shown
+
+def recipe(name: str, role: str, inputs: Sequence[str], about: str):
+    "Register the decorated builder as recipe `name`."
+    if role not in ROLES: raise ValueError(f'recipe {name!r}: role must be one of {ROLES}, not {role!r}')
+    def register(build: Callable) -> Callable:
+        RECIPES[name] = Recipe(name, build, role, tuple(inputs), about); return build
+    return register
+
+def recipes_with(role: str) -> list[str]:
+    "The names of the registered recipes with `role`, in registry order."
+    return [n for n, r in RECIPES.items() if r.role == role]
+
+# %% ../nbs/14_recipes.ipynb #323a4de9
 def long_set(ids: Sequence[str], long_share: float, seed: int) -> set:
     "The ids that get the long CoT in Mix-Long: exactly round(share * n), chosen by a seeded hash."
     order = sorted(ids, key=lambda i: stable_hash([seed, i]))
     return set(order[:round(long_share * len(order))])
 
-def build_recipe(name: str,                    # one of `RECIPES`
+def _shorts(qs: Sequence[dict], name: str) -> list[str]:
+    "Every question's short target; a question without one is an error naming the recipe."
+    missing = [r['id'] for r in qs if short_target(r) is None]
+    if missing: raise ValueError(f'{name}: {len(missing)} questions have no short reference solution, e.g. {missing[:5]}')
+    return [short_target(r) for r in qs]
+
+# %% ../nbs/14_recipes.ipynb #61ea7940
+@recipe('orion', 'method', ['reflection'], 'the selected refined CoT (or the documented fallback of stage 4)')
+def _orion(qs, x): return [_ex(r, r['target']['text'], x.solve_prompt) for r in qs]
+
+@recipe('short_cot', 'baseline', ['solution'], "a short reference solution (the world's minimal one; GSM8K / MATH solutions)")
+def _short_cot(qs, x): return [_ex(r, t, x.solve_prompt) for r, t in zip(qs, _shorts(qs, 'short_cot'))]
+
+@recipe('long_cot', 'baseline', ['teacher'], "the teacher's long CoT (first kept)")
+def _long_cot(qs, x): return [_ex(r, kept_cots(r)[0], x.solve_prompt) for r in qs]
+
+@recipe('mix_long', 'baseline', ['teacher', 'solution'],
+        'long CoT for a share `long_share` of the questions (1:4 after Mix-Distillation), short for the rest')
+def _mix_long(qs, x):
+    longs = long_set([r['id'] for r in qs], x.long_share, x.seed)
+    return [_ex(r, kept_cots(r)[0] if r['id'] in longs else t, x.solve_prompt) for r, t in zip(qs, _shorts(qs, 'mix_long'))]
+
+# %% ../nbs/14_recipes.ipynb #daaabdb3
+@recipe('lema', 'baseline', ['teacher', 'exposure'],
+        "learning from mistakes: the teacher CoT, plus per wrong attempt its first mistake named and the corrected solution")
+def _lema(qs, x): return [e for r in qs for e in lema_examples(r, x.solve_prompt, x.lema_prompt)]
+
+@recipe('orion_no_error', 'ablation', ['no_error'], 'without error exposure: the refinement written with no wrong attempt in the prompt')
+def _orion_no_error(qs, x):
+    if x.no_error is None: raise ValueError('orion_no_error needs the records of the no-error reflection run')
+    by_id = {r['id']: r for r in x.no_error}
+    lost = [r['id'] for r in qs if r['id'] not in by_id]
+    if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
+    return [_ex(r, by_id[r['id']].get('target', {}).get('text') or kept_cots(r)[0], x.solve_prompt) for r in qs]
+
+@recipe('orion_no_reflect', 'ablation', ['teacher', 'exposure'], 'without reflection: the wrong attempt, then the teacher CoT, in one <think>')
+def _orion_no_reflect(qs, x): return [_ex(r, no_reflect_target(r), x.solve_prompt) for r in qs]
+
+# %% ../nbs/14_recipes.ipynb #14c652c2
+def build_recipe(name: str,                    # a name in `RECIPES`
                  recs: Sequence[dict],          # provenance records after stage 4 (with targets)
                  no_error_recs: Sequence[dict] | None = None,  # records of the no-error-exposure reflection (its ablation)
                  long_share: float = 0.2,       # Mix-Long: share of long CoTs (0.2 = long:short 1:4)
-                 seed: int = 0) -> list[dict]:
+                 seed: int = 0,                 # Mix-Long: which questions get the long CoT
+                 **prompts) -> list[dict]:      # `solve_prompt`, `lema_prompt` (see `RecipeInputs`)
     "The prompt–completion examples of recipe `name` over the common question set."
-    qs = question_set(recs)
-    if name == 'orion': return [_ex(r, r['target']['text']) for r in qs]
-    if name == 'long_cot': return [_ex(r, kept_cots(r)[0]) for r in qs]
-    if name in ('short_cot', 'mix_long'):
-        missing = [r['id'] for r in qs if short_target(r) is None]
-        if missing: raise ValueError(f'{name}: {len(missing)} questions have no short reference solution, e.g. {missing[:5]}')
-        if name == 'short_cot': return [_ex(r, short_target(r)) for r in qs]
-        longs = long_set([r['id'] for r in qs], long_share, seed)
-        return [_ex(r, kept_cots(r)[0] if r['id'] in longs else short_target(r)) for r in qs]
-    if name == 'lema': return [e for r in qs for e in lema_examples(r)]
-    if name == 'orion_no_reflect': return [_ex(r, no_reflect_target(r)) for r in qs]
-    if name == 'orion_no_error':
-        if no_error_recs is None: raise ValueError('orion_no_error needs the records of the no-error reflection run')
-        by_id = {r['id']: r for r in no_error_recs}
-        lost = [r['id'] for r in qs if r['id'] not in by_id]
-        if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
-        out = []
-        for r in qs:
-            t = by_id[r['id']].get('target', {}).get('text') or kept_cots(r)[0]
-            out.append(_ex(r, t))
-        return out
-    raise ValueError(f'unknown recipe {name!r}; known: {", ".join(RECIPES)}')
+    if name not in RECIPES: raise ValueError(f'unknown recipe {name!r}; known: {", ".join(RECIPES)}')
+    return RECIPES[name].build(question_set(recs), RecipeInputs(no_error_recs, long_share, seed, **prompts))
+
+def teacher_set(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[dict]:
+    "Every question with a teacher CoT and that CoT: what the `sft_teacher` student is first trained on."
+    return [_ex(r, kept_cots(r)[0], solve_prompt) for r in recs if kept_cots(r)]
 
 # %% ../nbs/14_recipes.ipynb #0e5c1440
 def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:
@@ -127,11 +184,11 @@ def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:
         out.update(response_tokens=sum(toks), mean_response_tokens=round(sum(toks) / max(len(toks), 1), 1), max_response_tokens=max(toks, default=0))
     return out
 
-def write_recipes(recs, out_dir, names=RECIPES, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None) -> dict:
+def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None) -> dict:
     "Write each recipe to `out_dir/<name>.jsonl`; return their stats."
     from pathlib import Path
     stats = {}
-    for n in names:
+    for n in names or RECIPES:
         exs = build_recipe(n, recs, no_error_recs, long_share, seed)
         write_jsonl(Path(out_dir)/f'{n}.jsonl', exs); stats[n] = recipe_stats(exs, tokenizer)
     return stats

@@ -6,10 +6,9 @@
 from __future__ import annotations
 from typing import Sequence
 from .core import write_jsonl
-from .grading import extract_answer, grade_many
+from .generate import sample_and_grade
 from .models import REFERENCE_PROMPT, fill
-from .teacher import kept_cots
-from .exposure import wrong_attempts
+from .records import kept_cots, wrong_attempts
 
 # %% auto #0
 __all__ = ['REFLECT_PROMPT', 'NO_ERROR_PROMPT', 'reflection_prompt', 'reflection_jobs', 'reflect', 'reflection_summary']
@@ -48,20 +47,17 @@ def reflect(recs: Sequence[dict],          # provenance records after stage 2
             template: str | None = None,    # prompt template (default `REFLECT_PROMPT`, or `NO_ERROR_PROMPT`)
             workers: int = 2, progress: bool = True) -> list[dict]:
     "Stage 3: m refinements for each (teacher CoT, wrong attempt) pair, each graded against the gold answer."
-    from orion_nb.generate import generate_resumable
     jobs = [(i, j) for i, r in enumerate(recs) for j in reflection_jobs(r, with_error, attempts_per_question)]
     prompts = [reflection_prompt(recs[i]['question'], j['reference'], j['attempt'], template) for i, j in jobs]
-    gens = generate_resumable(gen, prompts, params, store_path, ids=[recs[i]['id'] for i, _ in jobs], progress=progress) if jobs else []
-    flat = [(g, recs[i]['answer']) for (i, _), gs in zip(jobs, gens) for g in gs]
-    ok = grade_many([g['text'] for g, _ in flat], [a for _, a in flat], workers=workers, progress=progress and len(flat) > 200) if flat else []
-    refined = [[] for _ in recs]; prompts_of = [[] for _ in recs]; k = 0
+    gens = sample_and_grade(gen, prompts, [recs[i]['answer'] for i, _ in jobs], params, store_path,
+                            ids=[recs[i]['id'] for i, _ in jobs], workers=workers, progress=progress)
+    refined = [[] for _ in recs]; prompts_of = [[] for _ in recs]
     for (i, j), p, gs in zip(jobs, prompts, gens):
         prompts_of[i].append(dict(attempt_sample=j['attempt_sample'], prompt=p[0]['content']))
         for g in gs:
             refined[i].append(dict(attempt_sample=j['attempt_sample'], sample=g['sample'], text=g['text'],
-                                   extracted=extract_answer(g['text']), correct=bool(ok[k]),
+                                   extracted=g['extracted'], correct=g['correct'],
                                    finish_reason=g.get('finish_reason'), completion_tokens=g.get('completion_tokens')))
-            k += 1
     out = [{**r, 'reflection': dict(model=gen.model_id, with_error=with_error, prompts=ps, refined=rs)}
            for r, ps, rs in zip(recs, prompts_of, refined)]
     if out_path is not None: write_jsonl(out_path, out)

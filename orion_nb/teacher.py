@@ -4,15 +4,16 @@
 
 # %% ../nbs/10_teacher.ipynb #eed8c092
 from __future__ import annotations
-import os
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
-from .core import DataError, JsonlStore, write_jsonl, read_jsonl
-from .grading import extract_answer, grade_many
+from typing import Sequence
+from .core import DataError, write_jsonl
+from .grading import extract_answer
+from .models import fill
+from .generate import grade_groups, join_think, sample_and_grade
+from .records import kept_cots
 
 # %% auto #0
-__all__ = ['TEACHER_PROMPT', 'teacher_record', 'kept_cots', 'grade_traces', 'records_from_cots', 'scripted_teacher',
-           'column_teacher', 'traces_from_dataset', 'generator_teacher', 'teacher_summary']
+__all__ = ['TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher', 'traces_from_dataset',
+           'generator_teacher', 'teacher_summary']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -23,22 +24,10 @@ def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool],
     return {**{k: problem.get(k) for k in ('id', 'question', 'answer', 'source', 'level', 'subject', 'solution')},
             'teacher': dict(source=source, k=len(cots), traces=traces, kept=[t['sample'] for t in traces if t['correct']])}
 
-def kept_cots(rec: dict) -> list[str]:
-    "The teacher CoTs of a record that passed rejection sampling."
-    return [rec['teacher']['traces'][j]['text'] for j in rec['teacher']['kept']]
-
 # %% ../nbs/10_teacher.ipynb #1882bf7d
-def grade_traces(problems: Sequence[dict], cots: Sequence[Sequence[str]], workers: int = 2) -> list[list[bool]]:
-    "Verdicts of each question's traces against its gold answer (parallel, deadline-bound)."
-    flat = [(c, p['answer']) for p, cs in zip(problems, cots) for c in cs]
-    ok = grade_many([c for c, _ in flat], [g for _, g in flat], workers=workers, progress=len(flat) > 200) if flat else []
-    out, i = [], 0
-    for cs in cots: out.append(ok[i:i + len(cs)]); i += len(cs)
-    return out
-
-def records_from_cots(problems, cots, source, out_path=None, meta=None, workers=2) -> list[dict]:
-    "Grade `cots` (k per problem), build the stage records and write them to `out_path` when given."
-    verdicts = grade_traces(problems, cots, workers)
+def records_from_cots(problems, cots, source, out_path=None, meta=None, workers=2, verdicts=None) -> list[dict]:
+    "Grade `cots` (k per problem; `verdicts` when already graded), build the stage records, write them to `out_path` when given."
+    if verdicts is None: verdicts = grade_groups(cots, [p['answer'] for p in problems], workers)
     recs = [teacher_record(p, cs, ok, source, None if meta is None else meta[i])
             for i, (p, cs, ok) in enumerate(zip(problems, cots, verdicts))]
     if out_path is not None: write_jsonl(out_path, recs)
@@ -87,13 +76,13 @@ def generator_teacher(problems: Sequence[dict],  # problem records
                       template: str = TEACHER_PROMPT,  # user prompt; `{question}` is filled in
                       progress: bool = True) -> list[dict]:
     "Stage 1 with a generation backend: k traces per question through a resumable store, then rejection sampling."
-    from orion_nb.generate import generate_resumable, join_think
-    from orion_nb.models import fill
     prompts = [[{'role': 'user', 'content': fill(template, question=p['question'])}] for p in problems]
-    out = generate_resumable(gen, prompts, params, store_path, ids=[p['id'] for p in problems], progress=progress)
+    out = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
+                           ids=[p['id'] for p in problems], workers=workers, progress=progress)
     cots = [[join_think(r.get('reasoning_content'), r['text']) for r in rs] for rs in out]
     meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
-    return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers)
+    return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers,
+                             verdicts=[[r['correct'] for r in rs] for rs in out])
 
 # %% ../nbs/10_teacher.ipynb #f7c63004
 def teacher_summary(recs: Sequence[dict]) -> dict:
