@@ -4,10 +4,11 @@
 
 # %% ../nbs/03_grading.ipynb #e23031db
 from __future__ import annotations
-import atexit, inspect, json, math, os, queue, re, select, subprocess, sys, tempfile, threading, time
+import atexit, inspect, json, math, os, queue, re, select, subprocess, sys, tempfile, threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path
+from fastcore.basics import patch
 from fastcore.meta import delegates
 from tqdm import tqdm
 from .core import DataError, read_jsonl
@@ -68,6 +69,7 @@ def as_number(x: str | int | float,     # an answer or a gold answer
     if thousands and _NUM_1000.fullmatch(s): s = s.replace(',', '')
     return Fraction(s) if _NUM.fullmatch(s) else None
 
+# %% ../nbs/03_grading.ipynb #207814e6
 def numbers_match(a: Fraction,             # one number
                   b: Fraction,             # the other
                   rel_tol: float = 1e-4,   # relative tolerance when either is not an integer
@@ -77,7 +79,7 @@ def numbers_match(a: Fraction,             # one number
     return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
 
 # %% ../nbs/03_grading.ipynb #10a9e9d7
-_WORKER = r'''
+_WORKER_CHECK = r'''
 import functools, json, logging, resource, sys
 if sys.path and sys.path[0] == '': del sys.path[0]    # never import from the caller's working directory
 mb = int(sys.argv[1])
@@ -93,7 +95,10 @@ def check(gold, answer):
         g, a = parse_gold(gold), parse('\\boxed{' + answer + '}', parsing_timeout=None)
         return bool(g and a and verify(g, a, timeout_seconds=None))
     except Exception: return False
+'''
 
+# %% ../nbs/03_grading.ipynb #5bd57778
+_WORKER = _WORKER_CHECK + r'''
 check('1', '1')                                      # warm up the parser before saying ready
 out = sys.stdout.buffer
 out.write(b'ready\n'); out.flush()
@@ -105,10 +110,9 @@ for line in sys.stdin.buffer:
 class _Worker:
     "One math-verify process, spoken to in JSON lines over its stdin and stdout."
     def __init__(self, max_memory_mb: int):
-        self.err = tempfile.TemporaryFile()
+        self.err, self.ready = tempfile.TemporaryFile(), False
         self.proc = subprocess.Popen([sys.executable, '-c', _WORKER, str(max_memory_mb)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.err, close_fds=True)
-        self.ready = False
 
     def _line(self, timeout):
         "The worker's next line; b'' when it died; None when `timeout` seconds passed first."
@@ -116,23 +120,28 @@ class _Worker:
         return self.proc.stdout.readline() if r else None
 
     def wait_ready(self, timeout: float):
+        "Block until the worker has imported math-verify; kill it and raise when that takes over `timeout` s or it dies."
         if self.ready: return
         if self._line(timeout) != b'ready\n':
             self.err.seek(0); msg = self.err.read().decode(errors='replace')[-2000:]
             self.kill(); raise RuntimeError(f'grading worker did not start within {timeout}s: {msg}')
         self.ready = True
 
-    def ask(self, gold: str, answer: str, timeout: float) -> bool | None:
-        "math-verify's verdict; None when the worker overran `timeout` or died."
-        self.proc.stdin.write(json.dumps([gold, answer]).encode() + b'\n'); self.proc.stdin.flush()
-        line = self._line(timeout)
-        return line.strip() == b'1' if line else None
+# %% ../nbs/03_grading.ipynb #9780c655
+@patch
+def ask(self: _Worker, gold: str, answer: str, timeout: float) -> bool | None:
+    "math-verify's verdict; None when the worker overran `timeout` or died."
+    self.proc.stdin.write(json.dumps([gold, answer]).encode() + b'\n'); self.proc.stdin.flush()
+    line = self._line(timeout)
+    return line.strip() == b'1' if line else None
 
-    def kill(self):
-        self.proc.kill(); self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.err):
-            try: f.close()
-            except OSError: pass
+@patch
+def kill(self: _Worker):
+    "Kill the process and close its pipes."
+    self.proc.kill(); self.proc.wait()
+    for f in (self.proc.stdin, self.proc.stdout, self.err):
+        try: f.close()
+        except OSError: pass
 
 # %% ../nbs/03_grading.ipynb #196d448b
 class GradePool:
@@ -147,48 +156,59 @@ class GradePool:
         self._idle = queue.Queue()
         for _ in range(n): self._idle.put(_Worker(max_memory_mb))   # all import at once, in the background
 
-    def wait_ready(self) -> GradePool:
-        "Block until every worker has started."
-        ws = [self._idle.get() for _ in range(self.n)]
-        try:
-            for w in ws: w.wait_ready(self.start_timeout)
-        finally:
-            for w in ws: self._idle.put(w if w.proc.returncode is None else _Worker(self.max_memory_mb))
-        return self
-
-    @property
-    def pids(self) -> list[int]: return [w.proc.pid for w in list(self._idle.queue)]
-
-    def check(self, gold: str,         # gold answer, as LaTeX
-              answer: str,             # extracted answer
-              timeout: float = 3.0,    # seconds math-verify may take
-             ) -> bool:
-        "math-verify's `verify(parse(gold), parse(answer))`, False when it overruns `timeout` or crashes."
-        if self.closed: raise RuntimeError('GradePool is closed')
-        w = self._idle.get()
-        ok = None
-        try:
-            w.wait_ready(self.start_timeout)
-            try: ok = w.ask(gold, answer, timeout)
-            except BrokenPipeError:   # died while idle (killed from outside): one more try on a fresh worker
-                w.kill(); w = _Worker(self.max_memory_mb); w.wait_ready(self.start_timeout)
-                ok = w.ask(gold, answer, timeout)
-        finally:
-            if ok is None and w.proc.returncode is None: w.kill()
-            if ok is None: w = _Worker(self.max_memory_mb); self.replaced += 1
-            if self.closed: w.kill()
-            else: self._idle.put(w)
-        return bool(ok)
-
-    def close(self):
-        "Stop the workers."
-        self.closed = True
-        while True:
-            try: self._idle.get_nowait().kill()
-            except queue.Empty: break
-
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+# %% ../nbs/03_grading.ipynb #3201a2e0
+@patch
+def close(self: GradePool):
+    "Stop the workers."
+    self.closed = True
+    while True:
+        try: self._idle.get_nowait().kill()
+        except queue.Empty: break
+
+@patch(as_prop=True)
+def pids(self: GradePool) -> list[int]: return [w.proc.pid for w in list(self._idle.queue)]
+
+# %% ../nbs/03_grading.ipynb #2768b610
+@patch
+def wait_ready(self: GradePool) -> GradePool:
+    "Block until every worker has started."
+    ws = [self._idle.get() for _ in range(self.n)]
+    try:
+        for w in ws: w.wait_ready(self.start_timeout)
+    finally:
+        for w in ws: self._idle.put(w if w.proc.returncode is None else _Worker(self.max_memory_mb))
+    return self
+
+# %% ../nbs/03_grading.ipynb #aeb6ee65
+@patch
+def _put_back(self: GradePool, w: _Worker, ok: bool | None):
+    "Return worker `w` to the idle queue, or a fresh one in its place when it gave no verdict (`ok` is None)."
+    if ok is None and w.proc.returncode is None: w.kill()
+    if ok is None: w = _Worker(self.max_memory_mb); self.replaced += 1
+    if self.closed: w.kill()
+    else: self._idle.put(w)
+
+# %% ../nbs/03_grading.ipynb #5e5cd695
+@patch
+def check(self: GradePool, gold: str,   # gold answer, as LaTeX
+          answer: str,                  # extracted answer
+          timeout: float = 3.0,         # seconds math-verify may take
+         ) -> bool:
+    "math-verify's `verify(parse(gold), parse(answer))`, False when it overruns `timeout` or crashes."
+    if self.closed: raise RuntimeError('GradePool is closed')
+    w = self._idle.get()
+    ok = None
+    try:
+        w.wait_ready(self.start_timeout)
+        try: ok = w.ask(gold, answer, timeout)
+        except BrokenPipeError:   # died while idle (killed from outside): one more try on a fresh worker
+            w.kill(); w = _Worker(self.max_memory_mb); w.wait_ready(self.start_timeout)
+            ok = w.ask(gold, answer, timeout)
+    finally: self._put_back(w, ok)
+    return bool(ok)
 
 # %% ../nbs/03_grading.ipynb #7d85e110
 _shared: dict[int, GradePool] = {}
@@ -209,6 +229,7 @@ def _close_shared():
 
 # %% ../nbs/03_grading.ipynb #4ed9f313
 def _depth(s):
+    "How deeply brackets nest in `s`."
     d = m = 0
     for c in s:
         if c in '{([': d += 1; m = max(m, d)
@@ -225,6 +246,7 @@ def _gold_text(gold):
     return (str(n.numerator) if n.denominator == 1 else repr(gold) if isinstance(gold, float) else
             re.sub(r'\\[,!;: ]|\\?\$|,|\{,\}', '', gold.strip())), n
 
+# %% ../nbs/03_grading.ipynb #7e049467
 def _triage(output, gold, rel_tol=1e-4, fast_numbers=True, max_answer_len=1000, max_depth=30, **kwargs):
     "A verdict (bool) when one can be reached in-process, else the `(gold, answer)` pair math-verify must judge."
     g, gnum = _gold_text(gold)
@@ -250,6 +272,22 @@ def grade(output: str | None,          # the model's whole generation
     if isinstance(job, bool): return job
     return (pool or shared_pool()).check(*job, timeout=timeout)
 
+# %% ../nbs/03_grading.ipynb #82e0d097
+def _triage_many(outputs: list, golds: list, bar, **kwargs) -> tuple[list, list]:
+    "The in-process verdicts (False where math-verify must judge) and math-verify's jobs `(index, (gold, answer))`."
+    res, todo = [False] * len(outputs), []
+    for i, (o, g) in enumerate(zip(outputs, golds)):
+        job = _triage(o, g, **kwargs)
+        if isinstance(job, bool): res[i] = job; bar.update()
+        else: todo.append((i, job))
+    return res, todo
+
+def _verify_many(pool: GradePool, todo: list, timeout: float, res: list, bar):
+    "math-verify's verdicts on the jobs `todo` into `res`, on all of `pool`'s workers at once."
+    with ThreadPoolExecutor(pool.n) as ex:
+        futs = {ex.submit(pool.check, *job, timeout): i for i, job in todo}
+        for f in as_completed(futs): res[futs[f]] = f.result(); bar.update()
+
 # %% ../nbs/03_grading.ipynb #ad0599ec
 @delegates(grade, but=['pool'])
 def grade_many(outputs: list[str | None],           # model generations
@@ -261,17 +299,9 @@ def grade_many(outputs: list[str | None],           # model generations
                **kwargs) -> list[bool]:
     "`grade` for each `(output, gold)` pair, math-verify calls spread over `workers` processes."
     if len(outputs) != len(golds): raise ValueError(f'{len(outputs)} outputs but {len(golds)} golds')
-    res, todo = [False] * len(outputs), []
     with tqdm(total=len(outputs), desc='grading', disable=not progress) as bar:
-        for i, (o, g) in enumerate(zip(outputs, golds)):
-            job = _triage(o, g, **kwargs)
-            if isinstance(job, bool): res[i] = job; bar.update()
-            else: todo.append((i, job))
-        if todo:
-            pool = pool or shared_pool(workers)
-            with ThreadPoolExecutor(pool.n) as ex:
-                futs = {ex.submit(pool.check, *job, timeout): i for i, job in todo}
-                for f in as_completed(futs): res[futs[f]] = f.result(); bar.update()
+        res, todo = _triage_many(outputs, golds, bar, **kwargs)
+        if todo: _verify_many(pool or shared_pool(workers), todo, timeout, res, bar)
     return res
 
 # %% ../nbs/03_grading.ipynb #00ed037d
@@ -291,14 +321,9 @@ KNOWN_DISAGREEMENTS: dict[tuple[str, int, int], str] = {
         "(a given of the problem, 37k characters in), not an answer",
 }
 
-# %% ../nbs/03_grading.ipynb #78b541ba
-def audit(paths: list[str | os.PathLike],   # JSONL files with `output` (list), `label` (list of 0/1) and `answer`
-          known: dict | None = None,        # explained disagreements (None: `KNOWN_DISAGREEMENTS`)
-          workers: int = 2,                 # math-verify processes
-          progress: bool = False,           # show a progress bar
-          **kwargs) -> dict:                # grading options, as for `grade`
-    "Agreement of `grade` with the files' labels, and every disagreement with its documented reason (or None)."
-    known = KNOWN_DISAGREEMENTS if known is None else known
+# %% ../nbs/03_grading.ipynb #f1682c9b
+def _labelled(paths: list[str | os.PathLike]) -> tuple[list, list, list, list, list]:
+    "Every output of the labelled JSONL files `paths`: keys `(file, question, sample)`, outputs, golds, labels, their answers."
     keys, outs, golds, labels, theirs = [], [], [], [], []
     for path in map(Path, paths):
         for q, (line, rec) in enumerate(read_jsonl(path)):
@@ -310,6 +335,17 @@ def audit(paths: list[str | os.PathLike],   # JSONL files with `output` (list), 
             for s, (o, lab) in enumerate(zip(rec['output'], rec['label'])):
                 keys.append((path.name, q, s)); outs.append(o); golds.append(rec['answer'])
                 labels.append(bool(lab)); theirs.append(ans[s])
+    return keys, outs, golds, labels, theirs
+
+# %% ../nbs/03_grading.ipynb #78b541ba
+def audit(paths: list[str | os.PathLike],   # JSONL files with `output` (list), `label` (list of 0/1) and `answer`
+          known: dict | None = None,        # explained disagreements (None: `KNOWN_DISAGREEMENTS`)
+          workers: int = 2,                 # math-verify processes
+          progress: bool = False,           # show a progress bar
+          **kwargs) -> dict:                # grading options, as for `grade`
+    "Agreement of `grade` with the files' labels, and every disagreement with its documented reason (or None)."
+    known = KNOWN_DISAGREEMENTS if known is None else known
+    keys, outs, golds, labels, theirs = _labelled(paths)
     ours = grade_many(outs, golds, workers=workers, progress=progress, **kwargs)
     ekw = {k: v for k, v in kwargs.items() if k in inspect.signature(extract_answer).parameters}
     dis = [dict(key=k, label=lab, ours=v, gold=g, extracted=extract_answer(o, **ekw), theirs=t, reason=known.get(k))
