@@ -5,7 +5,7 @@
 # %% ../nbs/01_data.ipynb #917d1fc2
 from __future__ import annotations
 import os, re, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from .core import DataError, read_jsonl
@@ -47,8 +47,10 @@ def make_record(id, question, answer, source, solution=None, level=None, subject
 _BRACE = re.compile(r'\\[{}]|[{}]')   # an escaped brace (skipped) or a grouping brace
 
 def _box_re(boxes):
+    "A regex for the opening of a box: one of the commands `boxes` and its opening brace."
     return re.compile(r'\\(?:' + '|'.join(map(re.escape, boxes)) + r')(?![A-Za-z])\s*\{')
 
+# %% ../nbs/01_data.ipynb #f9155786
 def last_boxed(text: str,                               # text to search
                boxes: tuple[str, ...] = ('boxed', 'fbox'),  # LaTeX commands that mark an answer
               ) -> str | None:
@@ -96,6 +98,7 @@ class Source:
     convert: Callable    # (row, index, path, line) -> record
     hub_config: str | None = None  # config name of the Hub dataset, if any
 
+# %% ../nbs/01_data.ipynb #1774f576
 def _qa(name, q='problem', a='answer', sol=None, id_field=None, level=None, subject=None, boxed_answer=False):
     "A converter for sources that keep question, answer and extras in plain fields."
     def convert(row, i, path, line):
@@ -108,6 +111,7 @@ def _qa(name, q='problem', a='answer', sol=None, id_field=None, level=None, subj
                            names=dict(question=q, answer=a, solution=sol, level=level, subject=subject))
     return convert
 
+# %% ../nbs/01_data.ipynb #0b59c2d0
 def _gsm8k(name):
     "GSM8K keeps the rationale and the final answer together in `answer`."
     def convert(row, i, path, line):
@@ -148,12 +152,6 @@ def _records_from_rows(src: Source, rows, path, on_invalid='raise') -> list[dict
     if not out: raise DataError('holds no problems', path)
     return out
 
-def _hub_rows(src: Source):
-    "Rows of the source's Hub dataset, as (row number, row) pairs."
-    import datasets
-    ds = datasets.load_dataset(src.hub_id, src.hub_config, split=src.hub_split)
-    for i, row in enumerate(ds): yield i + 1, row
-
 # %% ../nbs/01_data.ipynb #c8f044a0
 def to_dataset(records: list[dict]):
     "A `datasets.Dataset` of records with fixed column types."
@@ -163,6 +161,13 @@ def to_dataset(records: list[dict]):
                                'source': datasets.Value('string'), 'level': datasets.Value('int64'),
                                'subject': datasets.Value('string')})
     return datasets.Dataset.from_list([{k: r[k] for k in FIELDS} for r in records], features=feats)
+
+# %% ../nbs/01_data.ipynb #281e95f2
+def _hub_rows(src: Source):
+    "Rows of the source's Hub dataset, as (row number, row) pairs."
+    import datasets
+    ds = datasets.load_dataset(src.hub_id, src.hub_config, split=src.hub_split)
+    for i, row in enumerate(ds): yield i + 1, row
 
 def _load(src: Source, path, hub_id, on_invalid):
     "Records of `src` from `path` (file or data folder), `$ORION_DATA_DIR`, or the Hub."
@@ -178,9 +183,11 @@ def _load(src: Source, path, hub_id, on_invalid):
 
 # %% ../nbs/01_data.ipynb #8468a783
 def _pick(table: dict, name: str, kind: str) -> Source:
+    "The source called `name` in `table`; an error naming the known ones when there is none."
     if name not in table: raise KeyError(f'unknown {kind} {name!r}; known: {", ".join(table)}')
     return table[name]
 
+# %% ../nbs/01_data.ipynb #dca44655
 def load_benchmark(name: str,                 # one of `BENCHMARKS`: gsm_hard, math500, aime24, amc23, gsm8k
                    path: str | os.PathLike | None = None,  # JSONL file or data folder; None: $ORION_DATA_DIR, else the Hub
                    hub_id: str | None = None,  # load this Hub dataset id instead of the default one
