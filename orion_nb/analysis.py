@@ -5,7 +5,6 @@
 # %% ../nbs/40_analysis.ipynb #1bcee7b3
 from __future__ import annotations
 import math, re, statistics
-from collections import Counter
 from typing import Sequence
 from .steps import step_consistency
 
@@ -31,6 +30,7 @@ def accuracy_table(results: dict,            # {(recipe, benchmark, seed): accur
     for (r, b, s), acc in results.items(): cells.setdefault(b, {}).setdefault(r, []).append(acc)
     return {b: {r: (*mean_ci(v), len(v)) for r, v in rs.items()} for b, rs in cells.items()}
 
+# %% ../nbs/40_analysis.ipynb #f753e95c
 def claim_check(table: dict, method: str = 'orion', baselines: Sequence[str] = ('base', 'short_cot', 'long_cot', 'mix_long', 'lema'),
                 margin: float = 0.02) -> dict:
     "Per benchmark: is `method` ahead of every baseline by more than `margin` (mean over seeds)? With the closest rival."
@@ -134,6 +134,7 @@ def parse_score(text: str) -> int | None:
     m = re.search(r'\b(10|[1-9])\b', text)
     return int(m[1]) if m else None
 
+# %% ../nbs/40_analysis.ipynb #7d26bbe1
 def judge_scores(gen, items: Sequence[dict], params=None, store_path=None) -> list[int | None]:
     "Judge scores for `items` = [{question, solution}] through a `Generator` (greedy by default)."
     from orion_nb.generate import SamplingParams, generate_resumable
