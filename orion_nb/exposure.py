@@ -9,7 +9,6 @@ from .core import write_jsonl
 from .generate import sample_and_grade
 from .grading import extract_answer
 from .models import SOLVE_PROMPT, solve_messages
-from .records import wrong_attempts
 from .steps import localise_error
 
 # %% auto #0

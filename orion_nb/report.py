@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
-from .core import RunDir, atomic_write_text, git_commit, package_versions, stable_hash
+from .core import RunDir, atomic_write_text, code_hash, git_commit, imported_modules, package_dir, package_versions, stable_hash
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'check_params', 'load_params', 'stage_name',
-           'render_html', 'ipc_kernel_manager', 'run_stage', 'run_pipeline', 'write_index', 'main']
+__all__ = ['RUN_KEYS', 'CHOICES', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'allowed_values', 'choice_errors',
+           'check_params', 'load_params', 'stage_name', 'render_html', 'ipc_kernel_manager', 'notebook_modules',
+           'stage_keys', 'run_stage', 'run_pipeline', 'write_index', 'publish_facts', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
@@ -32,6 +33,26 @@ def declared_parameters(nb: Path) -> dict:
     lost = [n for n in names if n not in got]
     if lost: raise ValueError(f'{nb}: papermill cannot parse the parameters {lost} (an `=` in a trailing comment?)')
     return got
+
+# %% ../nbs/50_report.ipynb #7d6642a5
+CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb.filter', 'RULES'),
+           'never_wrong': ('orion_nb.filter', 'FALLBACKS'), 'no_survivor': ('orion_nb.filter', 'FALLBACKS')}
+
+def allowed_values(name: str) -> list | None:
+    "The values parameter `name` may take, read from the module that declares them (None: not a choice)."
+    import importlib
+    if name not in CHOICES: return None
+    mod, attr = CHOICES[name]
+    return list(getattr(importlib.import_module(mod), attr))
+
+def choice_errors(params: dict, source='parameters') -> list[str]:
+    "A message for each value of `params` outside its declared choices."
+    errs = []
+    for k, v in params.items():
+        ok = allowed_values(k)
+        bad = [] if ok is None else [x for x in (v if isinstance(v, list) else [v]) if x not in ok]
+        if bad: errs.append(f"{source}: parameter '{k}': {', '.join(map(repr, bad))} not allowed; choose from {', '.join(ok)}")
+    return errs
 
 # %% ../nbs/50_report.ipynb #47163ed2
 _TYPES = {'int': (int,), 'float': (int, float), 'str': (str,), 'bool': (bool,), 'list': (list,), 'dict': (dict,)}
@@ -58,6 +79,7 @@ def check_params(params: dict, declared: dict[str, dict], source='parameters') -
         t = _literal_type(declared[k]['default'])
         if t in _TYPES and v is not None and (not isinstance(v, _TYPES[t]) or (t != 'bool' and isinstance(v, bool))):
             errs.append(f"{source}: parameter '{k}': expected {t} (default {declared[k]['default']}), got {type(v).__name__} ({v!r})")
+    errs += choice_errors({k: v for k, v in params.items() if k in declared}, source)
     if errs: raise ValueError('\n'.join(errs))
 
 # %% ../nbs/50_report.ipynb #c425bbbd
@@ -102,6 +124,24 @@ def ipc_kernel_manager():
         def __init__(self, **kw): super().__init__(**{'transport': 'ipc', **kw})
     return IPCKernelManager
 
+# %% ../nbs/50_report.ipynb #acd1508e
+def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
+    "The `orion_nb` modules a pipeline notebook imports (in any code cell)."
+    import nbformat
+    pkg = Path(pkg_dir or package_dir())
+    src = '\n'.join(c.source for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == 'code')
+    return imported_modules(src, {p.stem for p in pkg.glob('*.py')} - {'_modidx', '__init__'})
+
+def stage_keys(nbs: list[Path], declared: dict, resolved: dict, run_path, pkg_dir=None) -> dict:
+    "Each stage's parameters and key, chained (a stage's key includes the previous one's): nb -> (params, key)."
+    out, prev = {}, ''
+    for nb in nbs:
+        sp = {k: v for k, v in resolved.items() if k in declared[nb] and v is not None}
+        if 'run_dir' in declared[nb]: sp['run_dir'] = str(Path(run_path).resolve())
+        prev = stable_hash([nb.read_bytes().decode(), sp, prev, code_hash(notebook_modules(nb, pkg_dir), pkg_dir)])
+        out[nb] = (sp, prev)
+    return out
+
 # %% ../nbs/50_report.ipynb #43a9c84b
 REPORT_ENV = {'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
 
@@ -137,33 +177,29 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  log=print) -> Path:
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
     t_start, params = time.time(), load_params(params_path)
-    nbs = pipeline_notebooks(nb_dir)
-    if 'stages' in params: nbs = [nb for nb in nbs if stage_name(nb) in params['stages']]
-    declared = {nb: declared_parameters(nb) for nb in nbs}
-    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path))
+    every = pipeline_notebooks(nb_dir)
+    declared = {nb: declared_parameters(nb) for nb in every}
+    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path))   # all stages' names
+    nbs = [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']]
     name = params.get('run_name', Path(params_path).stem)
     run, report_dir = RunDir(Path(runs_dir)/name), Path(reports_dir)/name
     report_dir.mkdir(parents=True, exist_ok=True)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
-    stages, prev = dict(run.manifest().get('stages', {})), ''
+    stages, keys = dict(run.manifest().get('stages', {})), stage_keys(nbs, declared, resolved, run.path)
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
                         git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
                         seeds={k: v for k, v in params.items() if 'seed' in k})
     for nb in nbs:
-        sp = {k: v for k, v in resolved.items() if k in declared[nb]}
-        sp['run_dir'] = str(run.path.resolve()) if 'run_dir' in declared[nb] else None
-        sp = {k: v for k, v in sp.items() if v is not None}
-        key = stable_hash([nb.read_bytes().decode(), sp, prev])
+        sp, key = keys[nb]
         old = stages.get(stage_name(nb), {})
         if not force and old.get('key') == key and old.get('status') == 'done' and Path(old.get('notebook', '')).is_file():
             html_path = report_dir/old['html']
             if not html_path.is_file(): render_html(Path(old['notebook']), html_path)   # a deleted report: rendered again
-            log(f'[orion] {stage_name(nb)}: unchanged, not redone'); prev = key; continue
+            log(f'[orion] {stage_name(nb)}: unchanged, not redone'); continue
         stages[stage_name(nb)] = dict(key=key, status='running')
         run.update_manifest(stages=stages)
         stages[stage_name(nb)] = run_stage(nb, sp, run, report_dir, key, log)
         run.update_manifest(stages=stages)
-        prev = key
     run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
     index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])
     log(f'[orion] report: {index}')
@@ -196,7 +232,18 @@ def write_index(run: RunDir, report_dir: Path, stage_names: list[str]) -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>orion_nb run {e(run.path.name)}</title>"
             f"<style>{_CSS}</style></head><body><h1>orion_nb run <code>{e(run.path.name)}</code></h1>{facts}"
             f"<table id='stages'><tr><th>stage</th><th>status</th><th>seconds</th><th>run at commit</th></tr>{rows}</table>{''.join(parts)}</body></html>")
+    publish_facts(run, report_dir, stage_names)
     return atomic_write_text(report_dir/'index.html', page)
+
+def publish_facts(run: RunDir, report_dir: Path, stage_names: list[str]) -> None:
+    "Beside the index: the run's `manifest.json` (stage files relative to the run) and the summary stage's `summary.json`."
+    import shutil
+    m = run.manifest()
+    for s in m.get('stages', {}).values():
+        if s.get('notebook'): s['notebook'] = os.path.relpath(s['notebook'], run.path)
+    atomic_write_text(report_dir/'manifest.json', json.dumps(m, indent=2, sort_keys=True, default=str) + '\n')
+    for s in stage_names:
+        if (run.path/s/'summary.json').is_file(): shutil.copy2(run.path/s/'summary.json', report_dir/'summary.json')
 
 # %% ../nbs/50_report.ipynb #2aa7570f
 def main(argv=None):

@@ -4,15 +4,15 @@
 
 # %% ../nbs/20_sft.ipynb #60f72dff
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict, field, fields
+import json, os, time
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
-from .core import DataError, read_jsonl, atomic_write_text
-from .recipes import example
+from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['SFTParams', 'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
-           'pick_sampling', 'sft_config', 'make_trainer', 'train_sft', 'loss_tokens', 'main']
+__all__ = ['LAUNCHERS', 'SFTParams', 'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy',
+           'StepLog', 'pick_sampling', 'sft_config', 'make_trainer', 'train_sft', 'loss_tokens', 'main',
+           'launch_command', 'sft_key', 'train']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -200,3 +200,54 @@ def main(argv=None):
     s = train_sft(cfg['model'], cfg['train'], cfg['out_dir'], cfg.get('params'), cfg.get('merge_lora', True))
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(s))
     return 0
+
+# %% ../nbs/20_sft.ipynb #262aca8b
+LAUNCHERS = ('python', 'torchrun', 'accelerate')
+
+def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
+    "The command running `orion-sft config` under `launcher` (None for 'python': train in this process)."
+    import sys
+    if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
+    if launcher == 'python': return None
+    bin_ = Path(sys.executable).parent
+    head = ([str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
+            [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []))
+    return head + [str(bin_/'orion-sft'), str(config)]
+
+# %% ../nbs/20_sft.ipynb #612c3f00
+def sft_key(model_path, train_path, params: dict, launch: dict | None = None) -> dict:
+    "What a trained model is made from: starting weights, training data, SFT parameters, launch, and this module's code."
+    from orion_nb.core import code_hash, content_hash, model_hash
+    return dict(model=model_hash(model_path), data=content_hash(train_path), params=SFTParams.from_dict(params).__dict__,
+                launch=launch or {}, code=code_hash(['sft']))
+
+def _stale(out_dir: Path, key: str) -> bool:
+    "Whether `out_dir` holds anything made from other content (or of unknown origin)."
+    f = out_dir/'cache_key.json'
+    return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
+
+# %% ../nbs/20_sft.ipynb #e8e1d90c
+def train(model_path,                    # starting model: a local folder or a Hub id
+          train_path,                    # JSONL file of prompt–completion examples
+          out_dir,                       # this training's own folder (cleared when it holds other content)
+          params: dict | None = None,    # SFT parameters (`SFTParams` names)
+          launcher: str = 'python',      # 'python' (this process), 'torchrun' or 'accelerate'
+          nproc: int = 2,                # processes under torchrun
+          accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
+          ddp_backend: str | None = None) -> dict:  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
+    "Fine-tune unless `out_dir` holds a model made from the same content; the summary, with `cached`."
+    import shutil, subprocess
+    out_dir, params = Path(out_dir), dict(params or {})
+    if launcher != 'python' and ddp_backend: params['ddp_backend'] = ddp_backend
+    ingredients = sft_key(model_path, train_path, params, None if launcher == 'python' else dict(launcher=launcher, nproc=nproc))
+    key = stable_hash(ingredients)
+    if _stale(out_dir, key): shutil.rmtree(out_dir)
+    if (out_dir/'sft_summary.json').exists() and (out_dir/'model').is_dir():
+        return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': True}
+    atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
+    cfg = out_dir/'sft_config.json'
+    atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
+    cmd = launch_command(launcher, cfg, nproc, accelerate_config)
+    if cmd is None: train_sft(model_path, train_path, out_dir, params)
+    else: subprocess.run(cmd, check=True)
+    return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': False}

@@ -9,7 +9,6 @@ from .core import DataError, write_jsonl
 from .grading import extract_answer
 from .models import fill
 from .generate import grade_groups, join_think, sample_and_grade
-from .records import kept_cots
 
 # %% auto #0
 __all__ = ['TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher', 'traces_from_dataset',

@@ -122,3 +122,82 @@ def test_index_renders_in_chromium(first_run, tmp_path):
     assert "id='stages'" in dom.replace('"', "'") and 'Accuracy (%' in dom
     png = (tmp_path/'index.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 50_000
+
+# --- Results are never stale: every cache keyed by content -------------------------------------------------------
+def rerun(d, name, edit, **params):
+    "Copy the first run, change `params` in its parameter file (and `edit` anything else), run again; the output."
+    import shutil, yaml
+    shutil.copytree(d/'runs', d/f'runs_{name}'); shutil.copytree(d/'reports', d/f'reports_{name}')
+    p = yaml.safe_load((d/'p.yaml').read_text()); p.update(params)
+    (d/f'{name}.yaml').write_text(yaml.safe_dump(p))
+    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/f'{name}.yaml'), '--runs', str(d/f'runs_{name}'),
+                        '--reports', str(d/f'reports_{name}')], cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return d/f'runs_{name}'/'small', r.stdout
+
+def redone(out): return [s for s in STAGES if f'{s}: running' in out]
+def lines(p): return len(p.read_text().splitlines())
+
+def snapshot(run):
+    "Weights hash of every trained model (and sft_teacher) and the size of every generation store of the run."
+    from orion_nb.core import content_hash
+    models = {m['recipe']: content_hash(m['model']) for m in json.loads((run/'06_train'/'models.json').read_text())}
+    models['sft_teacher'] = content_hash(run/'03_exposure'/'sft_teacher'/'model')
+    stores = {str(p.relative_to(run)): lines(p) for p in run.rglob('*generations*.jsonl')}
+    stores.update({str(p.relative_to(run)): lines(p) for p in (run/'07_evaluate'/'generations').glob('*.jsonl')})
+    return models, stores
+
+@pytest.mark.timeout(1200)
+def test_changed_lr_retrains_and_reevaluates_exactly_the_affected_models(first_run):
+    "sft_lr changed: every trained model (and sft_teacher) is retrained and re-evaluated; the base student's work is reused."
+    d, _, _ = first_run
+    models0, stores0 = snapshot(d/'runs'/'small')
+    run, out = rerun(d, 'lr', None, sft_lr=5.0e-3)
+    assert redone(out) == STAGES[3:]                               # the stages declaring sft_lr, and those after them
+    models1, stores1 = snapshot(run)
+    assert all(models1[m] != models0[m] for m in models0), 'a model was not retrained'
+    assert all(json.loads((run/'06_train'/m.replace('@', '_at_')/'seed0'/'sft_summary.json').read_text())['params']['lr'] == 5e-3
+               for m in models0 if m != 'sft_teacher')
+    base = [k for k in stores0 if 'base_seed0__' in k or k.startswith('03_exposure/base') or k.startswith('04_reflection/base') or 'no_error' in k]
+    assert base and all(stores1[k] == stores0[k] for k in base)    # the base student's samples: reused, none generated
+    trained = [k for k in stores0 if k.startswith('07_evaluate') and 'base_seed0' not in k]
+    assert trained and all(stores1[k] > stores0[k] for k in trained)   # every retrained model: answered anew
+
+@pytest.mark.timeout(1200)
+def test_changed_long_share_retrains_only_mix_long(first_run):
+    "long_share only changes Mix-Long's data: only that model is retrained and re-evaluated."
+    d, _, _ = first_run
+    models0, stores0 = snapshot(d/'runs'/'small')
+    run, out = rerun(d, 'mix', None, long_share=0.5)
+    assert redone(out) == STAGES[5:]
+    cached = {m['recipe']: m['cached'] for m in json.loads((run/'06_train'/'models.json').read_text())}
+    assert [r for r, c in cached.items() if not c] == ['mix_long']
+    models1, stores1 = snapshot(run)
+    assert [m for m in models0 if models1[m] != models0[m]] == ['mix_long']
+    assert [k for k in stores0 if stores1[k] != stores0[k]] == [k for k in stores0 if 'mix_long_seed0__' in k]
+
+@pytest.mark.timeout(1200)
+def test_changed_prompt_redoes_its_stage_and_later(first_run):
+    "A prompt template is a parameter: changing it redoes its stage and those after it, nothing before, and is used."
+    from orion_nb.reflection import REFLECT_PROMPT
+    d, _, _ = first_run
+    new = REFLECT_PROMPT.replace('Solve the following math problem.', 'Solve this math problem carefully.')
+    run, out = rerun(d, 'prompt', None, reflect_prompt=new)
+    assert redone(out) == STAGES[4:]
+    rec = json.loads((run/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
+    assert all(p['prompt'].startswith('Solve this math problem carefully.') for p in rec['reflection']['prompts'])
+
+def test_library_edit_redoes_importing_stages_only(tmp_path):
+    "Editing a prompt constant in a scratch copy of the library changes the keys of its stage and later ones, none before."
+    import shutil
+    from orion_nb.core import package_dir
+    from orion_nb.report import declared_parameters, pipeline_notebooks, stage_keys
+    pkg = tmp_path/'orion_nb'; shutil.copytree(package_dir(), pkg, ignore=shutil.ignore_patterns('__pycache__'))
+    nbs = pipeline_notebooks(ROOT/'nbs'/'pipeline'); decl = {nb: declared_parameters(nb) for nb in nbs}
+    keys = lambda: [k for _, k in stage_keys(nbs, decl, {}, tmp_path/'run', pkg).values()]
+    before = keys()
+    src = (pkg/'reflection.py').read_text(); assert 'REFLECT_PROMPT = (' in src
+    (pkg/'reflection.py').write_text(src.replace('Solve the following math problem. A reference', 'Solve this math problem. A reference'))
+    after = keys()
+    assert [a != b for a, b in zip(before, after)] == [s >= '04' for s in STAGES]
+    assert keys() == after                                          # unchanged: the same keys

@@ -86,3 +86,65 @@ def test_ci_runs_readme_test_command():
     readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci/run').read_text()
     assert 'make test' in readme and 'make repro' in readme
     assert re.search(r'^make test$', ci, re.M)
+
+# --- Habits, as tests ---------------------------------------------------------------------------------------------
+LIB_NBS = sorted((ROOT/'nbs').glob('[0-9][0-9]_*.ipynb'))
+PIPE_NBS = sorted((ROOT/'nbs'/'pipeline').glob('[0-9][0-9]_*.ipynb'))
+
+def cells(nb, kind='code'):
+    return [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == kind]
+
+def exported(nb):
+    return [s for s in cells(nb) if re.match(r'\s*#\|\s*export', s)]
+
+@pytest.mark.parametrize('nb', LIB_NBS, ids=lambda p: p.stem)
+def test_summary_is_one_line(nb):
+    "The `> summary` under a library notebook's title is one line (nbdev makes it the module docstring)."
+    first = cells(nb, 'markdown')[0].strip().splitlines()
+    quoted = [i for i, l in enumerate(first) if l.startswith('>')]
+    assert len(quoted) == 1 and (quoted[0] + 1 == len(first) or not first[quoted[0] + 1].strip()), first
+
+def unused_imports(source: str) -> list[str]:
+    "Names imported at the top level of `source` that nothing else in it uses."
+    import ast
+    tree = ast.parse(source)
+    imported = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, 'module', None) != '__future__':
+            for a in node.names: imported[(a.asname or a.name).split('.')[0]] = node.lineno
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    used |= set(re.findall(r"['\"](\w+)['\"]", source))   # names in strings: __all__, string annotations
+    return sorted(n for n in imported if n not in used)
+
+def test_unused_imports_detected():
+    assert unused_imports('import os, re\nfrom a import b\nre.sub(1)\n') == ['b', 'os']
+
+@pytest.mark.parametrize('mod', sorted(p for p in (ROOT/'orion_nb').glob('*.py') if not p.name.startswith('_')), ids=lambda p: p.stem)
+def test_no_unused_imports(mod):
+    assert unused_imports(mod.read_text()) == []
+
+def test_library_cells_are_small():
+    "The 90th percentile of library code cells (exported) is at most 20 lines."
+    sizes = sorted(len(s.strip().splitlines()) for nb in LIB_NBS for s in exported(nb))
+    p90 = sizes[int(0.9 * (len(sizes) - 1))]
+    assert p90 <= 20, f'90th percentile {p90} lines; largest {sizes[-5:]}'
+
+def test_shared_parameters_agree():
+    "A parameter declared by several pipeline notebooks has one default (and one meaning) everywhere."
+    from orion_nb.report import declared_parameters
+    seen = {}
+    for nb in PIPE_NBS:
+        for k, v in declared_parameters(nb).items(): seen.setdefault(k, {})[nb.stem] = v['default']
+    bad = {k: v for k, v in seen.items() if len(set(v.values())) > 1}
+    assert not bad, bad
+
+@pytest.mark.parametrize('param,const', [('solve_prompt', 'models.SOLVE_PROMPT'), ('teacher_prompt', 'teacher.TEACHER_PROMPT'),
+                                         ('reflect_prompt', 'reflection.REFLECT_PROMPT'), ('no_error_prompt', 'reflection.NO_ERROR_PROMPT'),
+                                         ('lema_prompt', 'recipes.LEMA_PROMPT')])
+def test_prompt_parameters_default_to_library(param, const):
+    "Each prompt template is a parameter whose default is the library's constant, so the two cannot drift apart."
+    import ast, importlib
+    from orion_nb.report import declared_parameters
+    mod, name = const.split('.')
+    defaults = {nb.stem: ast.literal_eval(d[param]['default']) for nb in PIPE_NBS if param in (d := declared_parameters(nb))}
+    assert defaults and set(defaults.values()) == {getattr(importlib.import_module(f'orion_nb.{mod}'), name)}, defaults
