@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math, re, statistics
 from typing import Sequence
+from .recipes import recipes_with
 from .steps import step_consistency
 
 # %% auto #0
@@ -31,9 +32,11 @@ def accuracy_table(results: dict,            # {(recipe, benchmark, seed): accur
     return {b: {r: (*mean_ci(v), len(v)) for r, v in rs.items()} for b, rs in cells.items()}
 
 # %% ../nbs/40_analysis.ipynb #f753e95c
-def claim_check(table: dict, method: str = 'orion', baselines: Sequence[str] = ('base', 'short_cot', 'long_cot', 'mix_long', 'lema'),
+def claim_check(table: dict, method: str = 'orion',
+                baselines: Sequence[str] | None = None,   # default: the base student and every baseline of `recipes.RECIPES`
                 margin: float = 0.02) -> dict:
     "Per benchmark: is `method` ahead of every baseline by more than `margin` (mean over seeds)? With the closest rival."
+    if baselines is None: baselines = ['base'] + recipes_with('baseline')
     out = {}
     for b, rs in table.items():
         if method not in rs: continue
