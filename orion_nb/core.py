@@ -39,6 +39,7 @@ def file_hash(path: str | os.PathLike) -> str:
         _FILE_HASHES[k] = h.hexdigest()
     return _FILE_HASHES[k]
 
+# %% ../nbs/00_core.ipynb #1fdf08f4
 def content_hash(path: str | os.PathLike, n: int = 16) -> str:
     "Hash of a file's bytes, or of a folder's files (names relative to it and contents; hidden files left out)."
     path = Path(path)
@@ -88,6 +89,7 @@ def module_closure(names: Iterable[str], pkg_dir=None) -> set[str]:
         if m not in seen: seen.add(m); todo += imported_modules((pkg_dir/f'{m}.py').read_text(), known)
     return seen
 
+# %% ../nbs/00_core.ipynb #390631e1
 def code_hash(names: Iterable[str], pkg_dir=None, n: int = 16) -> str:
     "Hash of the source of modules `names` and of every `orion_nb` module they import."
     pkg_dir = Path(pkg_dir or package_dir())
@@ -125,6 +127,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             if not isinstance(rec, dict): raise DataError(f'expected a JSON object, got {type(rec).__name__}', path, i)
             yield i, rec
 
+# %% ../nbs/00_core.ipynb #60e8c017
 @functools.cache
 def _umask() -> int:
     "The process umask (read once, by setting and restoring it)."
@@ -142,6 +145,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True); raise
     return path
 
+# %% ../nbs/00_core.ipynb #e3fca5a9
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
     "Atomically write `records` as JSONL."
     return atomic_write_text(path, ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records))
@@ -155,31 +159,36 @@ class JsonlStore:
         self.records: dict[str, dict] = {}
         if self.path.exists(): self._load()
 
-    def _load(self):
-        data = self.path.read_bytes()
-        cut = len(data) if data.endswith(b'\n') or not data else data.rfind(b'\n') + 1
-        if cut < len(data):
-            warnings.warn(f'{self.path}: dropped a torn last line ({len(data) - cut} bytes) left by an interrupted write; its work will be redone')
-            with open(self.path, 'r+b') as f: f.truncate(cut)
-        for i, rec in read_jsonl(self.path):
-            if self.key not in rec: raise DataError('missing', self.path, i, self.key)
-            self.records.setdefault(rec[self.key], rec)
-
     def __contains__(self, k): return k in self.records
     def __len__(self): return len(self.records)
     def __getitem__(self, k): return self.records[k]
     def __iter__(self): return iter(self.records.values())
 
-    def add(self, rec: dict) -> bool:
-        "Append `rec` unless its key is already stored; return whether it was written."
-        k = rec[self.key]
-        if k in self.records: return False
-        line = json.dumps(rec, ensure_ascii=False) + '\n'
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(line); f.flush()
-            if self.fsync: os.fsync(f.fileno())
-        self.records[k] = rec
-        return True
+# %% ../nbs/00_core.ipynb #81c44507
+@patch
+def add(self: JsonlStore, rec: dict) -> bool:
+    "Append `rec` unless its key is already stored; return whether it was written."
+    k = rec[self.key]
+    if k in self.records: return False
+    line = json.dumps(rec, ensure_ascii=False) + '\n'
+    with open(self.path, 'a', encoding='utf-8') as f:
+        f.write(line); f.flush()
+        if self.fsync: os.fsync(f.fileno())
+    self.records[k] = rec
+    return True
+
+# %% ../nbs/00_core.ipynb #baa2fbbe
+@patch
+def _load(self: JsonlStore):
+    "Read the stored records, first cutting off a torn last line (with a warning)."
+    data = self.path.read_bytes()
+    cut = len(data) if data.endswith(b'\n') or not data else data.rfind(b'\n') + 1
+    if cut < len(data):
+        warnings.warn(f'{self.path}: dropped a torn last line ({len(data) - cut} bytes) left by an interrupted write; its work will be redone')
+        with open(self.path, 'r+b') as f: f.truncate(cut)
+    for i, rec in read_jsonl(self.path):
+        if self.key not in rec: raise DataError('missing', self.path, i, self.key)
+        self.records.setdefault(rec[self.key], rec)
 
 # %% ../nbs/00_core.ipynb #9b2fe6be
 def progress_bar():
@@ -202,6 +211,7 @@ def package_versions(names=('orion_nb', 'torch', 'transformers', 'trl', 'peft', 
         except PackageNotFoundError: pass
     return out
 
+# %% ../nbs/00_core.ipynb #fc078892
 def git_commit(path='.') -> str | None:
     "The commit `path` is checked out at (with `+dirty` for uncommitted changes), or None outside git."
     import subprocess
