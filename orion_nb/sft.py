@@ -7,6 +7,7 @@ from __future__ import annotations
 import json, os, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
+from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
@@ -39,17 +40,18 @@ class SFTParams:
     save_steps: int = 0              # checkpoint every N steps for resuming (0: only the final model)
     ddp_backend: str | None = None   # None: torch's choice ('nccl' on GPUs); 'gloo' for CPU processes
 
-    @classmethod
-    def from_dict(cls, d: dict, source='sft params') -> 'SFTParams':
-        "Build from a dict; an unknown name or a value of the wrong type is an error naming it."
-        known = {f.name: f for f in fields(cls)}
-        for k, v in d.items():
-            if k not in known: raise ValueError(f"{source}: unknown SFT parameter '{k}'")
-            want = type(getattr(cls(), k))
-            if want is float and isinstance(v, int) and not isinstance(v, bool): continue
-            if getattr(cls(), k) is not None and not isinstance(v, want):
-                raise ValueError(f"{source}: SFT parameter '{k}': expected {want.__name__}, got {type(v).__name__} ({v!r})")
-        return cls(**d)
+# %% ../nbs/20_sft.ipynb #bddf1fd8
+@patch(cls_method=True)
+def from_dict(cls: SFTParams, d: dict, source='sft params') -> 'SFTParams':
+    "Build from a dict; an unknown name or a value of the wrong type is an error naming it."
+    known = {f.name: f for f in fields(cls)}
+    for k, v in d.items():
+        if k not in known: raise ValueError(f"{source}: unknown SFT parameter '{k}'")
+        want = type(getattr(cls(), k))
+        if want is float and isinstance(v, int) and not isinstance(v, bool): continue
+        if getattr(cls(), k) is not None and not isinstance(v, want):
+            raise ValueError(f"{source}: SFT parameter '{k}': expected {want.__name__}, got {type(v).__name__} ({v!r})")
+    return cls(**d)
 
 # %% ../nbs/20_sft.ipynb #beb50d8d
 def check_example(ex: dict, path=None, line=None) -> dict:
@@ -81,6 +83,7 @@ def audit_lengths(tokenizer, examples: list[dict], max_length: int) -> dict:
     return dict(n=len(examples), tokens=sum(lens), max=max(lens, default=0), mean=round(sum(lens) / max(len(lens), 1), 1),
                 over=over, max_length=max_length)
 
+# %% ../nbs/20_sft.ipynb #e9d2c0b5
 def apply_length_policy(examples, audit: dict, on_overlength: str) -> list[dict]:
     "Stop on over-long examples ('error') or leave them out ('drop'); never truncate."
     if not audit['over']: return examples
@@ -110,6 +113,7 @@ def pick_sampling(sampling: str) -> str:
     import importlib.util, torch
     return 'padding_free' if torch.cuda.is_available() and importlib.util.find_spec('flash_attn') else 'group_by_length'
 
+# %% ../nbs/20_sft.ipynb #e9977298
 def sft_config(p: SFTParams, out_dir):
     "TRL `SFTConfig` for `p`: completion-only loss, no truncation, a log line every step."
     from trl import SFTConfig
@@ -130,6 +134,19 @@ def _last_checkpoint(out_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
     return get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
 
+def _resume_point(trainer, out_dir: Path) -> str | None:
+    "The last checkpoint in `out_dir` to resume from; without one, the old step log goes (main process)."
+    resume = _last_checkpoint(out_dir)
+    if trainer.is_world_process_zero() and not resume: (out_dir/'trainer_log.jsonl').unlink(missing_ok=True)
+    return resume
+
+# %% ../nbs/20_sft.ipynb #c69daef5
+def _lora_config(p: SFTParams):
+    "PEFT's `LoraConfig` for a LoRA run, None for full fine-tuning."
+    if not p.lora: return None
+    from peft import LoraConfig
+    return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout, target_modules=p.lora_targets, task_type='CAUSAL_LM')
+
 def make_trainer(model_path, exs: list[dict], out_dir: Path, p: SFTParams, callbacks=()):
     "A TRL `SFTTrainer` for checked examples `exs` (after the length policy) and the model at `model_path`."
     import datasets, torch
@@ -138,15 +155,38 @@ def make_trainer(model_path, exs: list[dict], out_dir: Path, p: SFTParams, callb
     tok = load_tokenizer(model_path)
     ds = datasets.Dataset.from_list([{'prompt': e['prompt'], 'completion': e['completion']} for e in exs])
     torch.manual_seed(p.seed)
-    peft_config = None
-    if p.lora:
-        from peft import LoraConfig
-        peft_config = LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout,
-                                 target_modules=p.lora_targets, task_type='CAUSAL_LM')
+    peft_config = _lora_config(p)
     return SFTTrainer(model=load_model(model_path), args=sft_config(p, out_dir), train_dataset=ds,
                       processing_class=tok, peft_config=peft_config,
                       callbacks=[StepLog(out_dir/'trainer_log.jsonl'), *callbacks])
 
+# %% ../nbs/20_sft.ipynb #58ccf237
+def _train_set(model_path, train, p: SFTParams) -> tuple[list[dict], dict]:
+    "The checked examples of `train` (a list or a JSONL file) after the length policy, and the audit."
+    from orion_nb.models import load_tokenizer
+    exs = load_examples(train) if isinstance(train, (str, os.PathLike)) else [check_example(e) for e in train]
+    audit = audit_lengths(load_tokenizer(model_path), exs, p.max_length)
+    return apply_length_policy(exs, audit, p.on_overlength), audit
+
+# %% ../nbs/20_sft.ipynb #2972bea8
+def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, seconds: float, world_size: int, resume) -> dict:
+    "What a training returns and saves: its inputs, the audit, what was dropped, and how it went."
+    return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling),
+                audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
+                n_train=n_train, steps=result.global_step, train_loss=result.training_loss,
+                seconds=seconds, world_size=world_size, resumed_from=resume)
+
+# %% ../nbs/20_sft.ipynb #b683dc44
+def _finish(trainer, out_dir: Path, summary: dict, merge: bool) -> None:
+    "From the main process: the final model (LoRA merged when `merge`), its tokenizer and `summary`; then every process waits."
+    import torch
+    if trainer.is_world_process_zero():
+        final = trainer.model.merge_and_unload() if merge else trainer.model
+        final.save_pretrained(out_dir/'model'); trainer.processing_class.save_pretrained(out_dir/'model')
+        atomic_write_text(out_dir/'sft_summary.json', json.dumps(summary, indent=1) + '\n')
+    if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.barrier()
+
+# %% ../nbs/20_sft.ipynb #f31b0656
 def train_sft(model_path,                  # starting model: a local folder or a Hub id
               train,                       # examples (list of dicts) or a JSONL file of them
               out_dir,                     # where the trained model, its logs and audit go
@@ -155,28 +195,14 @@ def train_sft(model_path,                  # starting model: a local folder or a
               callbacks=(),                # extra transformers callbacks
              ) -> dict:
     "Fine-tune `model_path` on prompt–completion `train` with TRL; return a summary (also saved as `sft_summary.json`)."
-    import torch
-    from orion_nb.models import load_tokenizer
     p = params if isinstance(params, SFTParams) else SFTParams.from_dict(params or {})
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    exs = load_examples(train) if isinstance(train, (str, os.PathLike)) else [check_example(e) for e in train]
-    audit = audit_lengths(load_tokenizer(model_path), exs, p.max_length)
-    exs = apply_length_policy(exs, audit, p.on_overlength)
+    exs, audit = _train_set(model_path, train, p)
     trainer = make_trainer(model_path, exs, out_dir, p, callbacks)
-    resume = _last_checkpoint(out_dir)
-    if trainer.is_world_process_zero() and not resume: (out_dir/'trainer_log.jsonl').unlink(missing_ok=True)
-    t0 = time.time()
+    resume, t0 = _resume_point(trainer, out_dir), time.time()
     result = trainer.train(resume_from_checkpoint=resume)
-    summary = dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling),
-                   audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
-                   n_train=len(exs), steps=result.global_step, train_loss=result.training_loss,
-                   seconds=round(time.time() - t0, 2), world_size=trainer.args.world_size, resumed_from=resume)
-    if trainer.is_world_process_zero():
-        final = trainer.model
-        if p.lora and merge_lora: final = final.merge_and_unload()
-        final.save_pretrained(out_dir/'model'); trainer.processing_class.save_pretrained(out_dir/'model')
-        atomic_write_text(out_dir/'sft_summary.json', json.dumps(summary, indent=1) + '\n')
-    if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.barrier()
+    summary = _summary(model_path, p, audit, len(exs), result, round(time.time() - t0, 2), trainer.args.world_size, resume)
+    _finish(trainer, out_dir, summary, p.lora and merge_lora)
     return summary
 
 # %% ../nbs/20_sft.ipynb #f37edb0f
@@ -226,7 +252,27 @@ def _stale(out_dir: Path, key: str) -> bool:
     f = out_dir/'cache_key.json'
     return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
 
-# %% ../nbs/20_sft.ipynb #e8e1d90c
+# %% ../nbs/20_sft.ipynb #6aa41d89
+def _summary_of(out_dir: Path, cached: bool) -> dict:
+    "The summary saved in `out_dir`, with whether it was `cached`."
+    return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': cached}
+
+def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
+    "The summary of the model in `out_dir` when made from `ingredients`; else None, `out_dir` cleared of other content and keyed for them."
+    import shutil
+    key = stable_hash(ingredients)
+    if _stale(out_dir, key): shutil.rmtree(out_dir)
+    if (out_dir/'sft_summary.json').exists() and (out_dir/'model').is_dir(): return _summary_of(out_dir, True)
+    atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
+    return None
+
+def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
+    "The `orion-sft` config file of this training."
+    cfg = out_dir/'sft_config.json'
+    atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
+    return cfg
+
+# %% ../nbs/20_sft.ipynb #24c06fbe
 def train(model_path,                    # starting model: a local folder or a Hub id
           train_path,                    # JSONL file of prompt–completion examples
           out_dir,                       # this training's own folder (cleared when it holds other content)
@@ -236,18 +282,12 @@ def train(model_path,                    # starting model: a local folder or a H
           accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
           ddp_backend: str | None = None) -> dict:  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
     "Fine-tune unless `out_dir` holds a model made from the same content; the summary, with `cached`."
-    import shutil, subprocess
+    import subprocess
     out_dir, params = Path(out_dir), dict(params or {})
     if launcher != 'python' and ddp_backend: params['ddp_backend'] = ddp_backend
     ingredients = sft_key(model_path, train_path, params, None if launcher == 'python' else dict(launcher=launcher, nproc=nproc))
-    key = stable_hash(ingredients)
-    if _stale(out_dir, key): shutil.rmtree(out_dir)
-    if (out_dir/'sft_summary.json').exists() and (out_dir/'model').is_dir():
-        return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': True}
-    atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
-    cfg = out_dir/'sft_config.json'
-    atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
-    cmd = launch_command(launcher, cfg, nproc, accelerate_config)
+    if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
+    cmd = launch_command(launcher, _write_config(out_dir, model_path, train_path, params), nproc, accelerate_config)
     if cmd is None: train_sft(model_path, train_path, out_dir, params)
     else: subprocess.run(cmd, check=True)
-    return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': False}
+    return _summary_of(out_dir, False)
