@@ -12,7 +12,7 @@ from .core import RunDir, atomic_write_text, code_hash, git_commit, imported_mod
 # %% auto #0
 __all__ = ['RUN_KEYS', 'CHOICES', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'allowed_values', 'choice_errors',
            'check_params', 'load_params', 'stage_name', 'render_html', 'ipc_kernel_manager', 'notebook_modules',
-           'stage_keys', 'run_stage', 'run_pipeline', 'write_index', 'publish_facts', 'main']
+           'stage_keys', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
@@ -64,21 +64,24 @@ def _literal_type(default: str) -> str | None:
     except (ValueError, SyntaxError): return None
     return None if v is None else type(v).__name__
 
+# %% ../nbs/50_report.ipynb #e59f4ef7
+def _param_error(k: str, v, declared: dict, source: str) -> str | None:
+    "What is wrong with parameter `k` = `v` (None: nothing): a run key's type, an unknown name, or a value's type."
+    if k in RUN_KEYS:
+        return None if isinstance(v, RUN_KEYS[k]) else f'{source}: {k}: expected {RUN_KEYS[k].__name__}, got {type(v).__name__} ({v!r})'
+    if k not in declared:
+        import difflib
+        close = difflib.get_close_matches(k, list(declared), n=1)
+        return f"{source}: unknown parameter '{k}'" + (f" (did you mean '{close[0]}'?)" if close else '')
+    t = _literal_type(declared[k]['default'])
+    if t in _TYPES and v is not None and (not isinstance(v, _TYPES[t]) or (t != 'bool' and isinstance(v, bool))):
+        return f"{source}: parameter '{k}': expected {t} (default {declared[k]['default']}), got {type(v).__name__} ({v!r})"
+    return None
+
+# %% ../nbs/50_report.ipynb #3b040f7c
 def check_params(params: dict, declared: dict[str, dict], source='parameters') -> None:
     "Raise `ValueError` naming every unknown or mistyped parameter of `params` (`declared`: name -> spec)."
-    errs = []
-    for k, v in params.items():
-        if k in RUN_KEYS:
-            if not isinstance(v, RUN_KEYS[k]): errs.append(f'{source}: {k}: expected {RUN_KEYS[k].__name__}, got {type(v).__name__} ({v!r})')
-            continue
-        if k not in declared:
-            import difflib
-            close = difflib.get_close_matches(k, list(declared), n=1)
-            errs.append(f"{source}: unknown parameter '{k}'" + (f" (did you mean '{close[0]}'?)" if close else ''))
-            continue
-        t = _literal_type(declared[k]['default'])
-        if t in _TYPES and v is not None and (not isinstance(v, _TYPES[t]) or (t != 'bool' and isinstance(v, bool))):
-            errs.append(f"{source}: parameter '{k}': expected {t} (default {declared[k]['default']}), got {type(v).__name__} ({v!r})")
+    errs = [e for k, v in params.items() if (e := _param_error(k, v, declared, source)) is not None]
     errs += choice_errors({k: v for k, v in params.items() if k in declared}, source)
     if errs: raise ValueError('\n'.join(errs))
 
@@ -100,6 +103,7 @@ def _resolve(params: dict, base: Path) -> dict:
 
 def stage_name(nb: Path) -> str: return nb.stem
 
+# %% ../nbs/50_report.ipynb #4db442c2
 _THEME = re.compile(r'<style type="text/css">(.*?)</style>\s*', re.S)
 
 def render_html(nb_path: Path,               # an executed notebook
@@ -169,6 +173,47 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
                 commit=git_commit())
 
 # %% ../nbs/50_report.ipynb #8fd026cb
+def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
+    "The parameters of `params_path`, checked against every stage's; the stages they select; what each notebook declares."
+    params, every = load_params(params_path), pipeline_notebooks(nb_dir)
+    declared = {nb: declared_parameters(nb) for nb in every}
+    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path))   # all stages' names
+    return params, [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']], declared
+
+def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
+    "The run directory and the report folder, named `run_name` (default: the parameter file's name)."
+    name = params.get('run_name', Path(params_path).stem)
+    run, report_dir = RunDir(Path(runs_dir)/name), Path(reports_dir)/name
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return run, report_dir
+
+# %% ../nbs/50_report.ipynb #05c2cdc8
+def _record_facts(run: RunDir, params: dict, params_path) -> None:
+    "Put the run's facts in its manifest: parameters and their hash, commit, package versions, Python, seeds."
+    run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
+                        git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
+                        seeds={k: v for k, v in params.items() if 'seed' in k})
+
+def _unchanged(old: dict, key: str, report_dir: Path) -> bool:
+    "Whether a stage's manifest entry `old` is done with `key` and its notebook kept (a deleted report is rendered again)."
+    if not (old.get('key') == key and old.get('status') == 'done' and Path(old.get('notebook', '')).is_file()): return False
+    html_path = report_dir/old['html']
+    if not html_path.is_file(): render_html(Path(old['notebook']), html_path)
+    return True
+
+# %% ../nbs/50_report.ipynb #cc2e29c3
+def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_dir: Path, force: bool, log) -> None:
+    "Run each stage whose key changed (each one with `force`), marked running in the manifest first; `stages` is updated."
+    for nb in nbs:
+        sp, key = keys[nb]
+        if not force and _unchanged(stages.get(stage_name(nb), {}), key, report_dir):
+            log(f'[orion] {stage_name(nb)}: unchanged, not redone'); continue
+        stages[stage_name(nb)] = dict(key=key, status='running')
+        run.update_manifest(stages=stages)
+        stages[stage_name(nb)] = run_stage(nb, sp, run, report_dir, key, log)
+        run.update_manifest(stages=stages)
+
+# %% ../nbs/50_report.ipynb #b8d9de86
 def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  nb_dir: str | os.PathLike = 'nbs/pipeline',  # folder of the pipeline notebooks
                  runs_dir: str | os.PathLike = 'runs',   # run directories go here: runs/<run_name>
@@ -176,30 +221,13 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  force: bool = False,                 # re-execute every stage notebook (work stored in the run directory is reused)
                  log=print) -> Path:
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
-    t_start, params = time.time(), load_params(params_path)
-    every = pipeline_notebooks(nb_dir)
-    declared = {nb: declared_parameters(nb) for nb in every}
-    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path))   # all stages' names
-    nbs = [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']]
-    name = params.get('run_name', Path(params_path).stem)
-    run, report_dir = RunDir(Path(runs_dir)/name), Path(reports_dir)/name
-    report_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    params, nbs, declared = _load_run(params_path, nb_dir)
+    run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
     stages, keys = dict(run.manifest().get('stages', {})), stage_keys(nbs, declared, resolved, run.path)
-    run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
-                        git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
-                        seeds={k: v for k, v in params.items() if 'seed' in k})
-    for nb in nbs:
-        sp, key = keys[nb]
-        old = stages.get(stage_name(nb), {})
-        if not force and old.get('key') == key and old.get('status') == 'done' and Path(old.get('notebook', '')).is_file():
-            html_path = report_dir/old['html']
-            if not html_path.is_file(): render_html(Path(old['notebook']), html_path)   # a deleted report: rendered again
-            log(f'[orion] {stage_name(nb)}: unchanged, not redone'); continue
-        stages[stage_name(nb)] = dict(key=key, status='running')
-        run.update_manifest(stages=stages)
-        stages[stage_name(nb)] = run_stage(nb, sp, run, report_dir, key, log)
-        run.update_manifest(stages=stages)
+    _record_facts(run, params, params_path)
+    _run_stages(nbs, keys, stages, run, report_dir, force, log)
     run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
     index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])
     log(f'[orion] report: {index}')
@@ -212,29 +240,34 @@ _CSS = ('body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 
 def _short(sha): return '' if not sha else sha[:12] + ('+dirty' if sha.endswith('+dirty') else '')
 
-def write_index(run: RunDir, report_dir: Path, stage_names: list[str]) -> Path:
-    "Write `report_dir/index.html`: stage table, run facts, and each stage's summary fragment (figures copied alongside)."
-    import shutil
-    m, e = run.manifest(), html.escape
-    report_dir.mkdir(parents=True, exist_ok=True)
-    rows = ''.join(f"<tr><td><a href='{e(s)}.html'>{e(s)}</a></td><td>{e(str(m['stages'][s]['status']))}</td>"
+# %% ../nbs/50_report.ipynb #93ee6fa9
+def _stage_rows(m: dict, stage_names: list[str]) -> str:
+    "The rows of the stage table, from manifest `m`: each stage linked to its report, its status, seconds and commit."
+    e = html.escape
+    return ''.join(f"<tr><td><a href='{e(s)}.html'>{e(s)}</a></td><td>{e(str(m['stages'][s]['status']))}</td>"
                    f"<td>{m['stages'][s].get('seconds', '')}</td><td><code>{e(_short(m['stages'][s].get('commit')))}</code></td></tr>"
                    for s in stage_names if s in m.get('stages', {}))
-    parts = []
+
+def _run_facts(m: dict) -> str:
+    "The run's facts from manifest `m`: parameter file and hash, commit, seeds."
+    e = html.escape
+    return (f"<p>parameters <code>{e(str(m.get('params_file')))}</code> (hash <code>{e(str(m.get('params_hash')))}</code>), "
+            f"last run at commit <code>{e(str(m.get('git_commit')))}</code>, seeds <code>{e(json.dumps(m.get('seeds', {})))}</code></p>")
+
+# %% ../nbs/50_report.ipynb #01bb36ea
+def _fragments(run: RunDir, report_dir: Path, stage_names: list[str]) -> list[str]:
+    "Each stage's summary fragment as a section, the summary stage's first; their figures copied beside the index."
+    import shutil
+    e, parts = html.escape, []
     for s in sorted(stage_names, key=lambda s: 'summary' not in s):   # the summary (the results) first, then each stage
         frag = run.path/s/'summary.html'
         if frag.is_file():
             for f in (run.path/s).glob('*.png'): shutil.copy2(f, report_dir/f'{s}__{f.name}')
             body = frag.read_text().replace("src='", f"src='{s}__").replace('src="', f'src="{s}__')
             parts.append(f"<section id='{e(s)}'><h2>{e(s)}</h2>{body}</section>")
-    facts = (f"<p>parameters <code>{e(str(m.get('params_file')))}</code> (hash <code>{e(str(m.get('params_hash')))}</code>), "
-             f"last run at commit <code>{e(str(m.get('git_commit')))}</code>, seeds <code>{e(json.dumps(m.get('seeds', {})))}</code></p>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>orion_nb run {e(run.path.name)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>orion_nb run <code>{e(run.path.name)}</code></h1>{facts}"
-            f"<table id='stages'><tr><th>stage</th><th>status</th><th>seconds</th><th>run at commit</th></tr>{rows}</table>{''.join(parts)}</body></html>")
-    publish_facts(run, report_dir, stage_names)
-    return atomic_write_text(report_dir/'index.html', page)
+    return parts
 
+# %% ../nbs/50_report.ipynb #473a15d7
 def publish_facts(run: RunDir, report_dir: Path, stage_names: list[str]) -> None:
     "Beside the index: the run's `manifest.json` (stage files relative to the run) and the summary stage's `summary.json`."
     import shutil
@@ -245,9 +278,21 @@ def publish_facts(run: RunDir, report_dir: Path, stage_names: list[str]) -> None
     for s in stage_names:
         if (run.path/s/'summary.json').is_file(): shutil.copy2(run.path/s/'summary.json', report_dir/'summary.json')
 
+# %% ../nbs/50_report.ipynb #6e6e8ad5
+def write_index(run: RunDir, report_dir: Path, stage_names: list[str]) -> Path:
+    "Write `report_dir/index.html`: stage table, run facts, and each stage's summary fragment (figures copied alongside)."
+    m, e = run.manifest(), html.escape
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rows, parts = _stage_rows(m, stage_names), _fragments(run, report_dir, stage_names)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>orion_nb run {e(run.path.name)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>orion_nb run <code>{e(run.path.name)}</code></h1>{_run_facts(m)}"
+            f"<table id='stages'><tr><th>stage</th><th>status</th><th>seconds</th><th>run at commit</th></tr>{rows}</table>{''.join(parts)}</body></html>")
+    publish_facts(run, report_dir, stage_names)
+    return atomic_write_text(report_dir/'index.html', page)
+
 # %% ../nbs/50_report.ipynb #2aa7570f
-def main(argv=None):
-    "The `orion` command."
+def _parser() -> argparse.ArgumentParser:
+    "The `orion` command line: `run` and `check`."
     ap = argparse.ArgumentParser(prog='orion', description='Run orion_nb pipelines with papermill.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run the pipeline notebooks on a parameter file')
@@ -257,7 +302,12 @@ def main(argv=None):
                    'are reused (a new run directory recomputes everything)')
     c = sub.add_parser('check', help='validate parameter files without running anything')
     c.add_argument('params', nargs='+'); c.add_argument('--notebooks', default='nbs/pipeline')
-    a = ap.parse_args(argv)
+    return ap
+
+# %% ../nbs/50_report.ipynb #bbf8f51d
+def main(argv=None):
+    "The `orion` command."
+    a = _parser().parse_args(argv)
     try:
         if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force)
         else:
