@@ -27,36 +27,53 @@ def form_problems(text: str, finish_reason: str | None = None) -> list[str]:
     elif boxes > 1: why.append('more than one \\boxed{} in the answer')
     return why
 
-# %% ../nbs/13_filter.ipynb #535e3ae1
+# %% ../nbs/13_filter.ipynb #c8f5ace5
 RULES = ('first', 'shortest', 'random')
 FALLBACKS = ('teacher', 'student', 'drop')
 
-def choose_target(rec: dict,
-                  rule: str = 'first',            # among surviving refinements: 'first', 'shortest' or 'random'
-                  never_wrong: str = 'student',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
-                  no_survivor: str = 'teacher',   # questions whose refinements all failed: 'teacher', 'student' or 'drop'
-                  seed: int = 0) -> dict:
-    "The training target of a record after stage 4: `{text, kind, why}` (kind None: dropped)."
+def _check_choices(rule: str, never_wrong: str, no_survivor: str) -> None:
+    "Raise `ValueError` for a selection rule outside `RULES` or a fallback outside `FALLBACKS`."
     if rule not in RULES: raise ValueError(f'rule must be one of {RULES}, not {rule!r}')
     for name, v in (('never_wrong', never_wrong), ('no_survivor', no_survivor)):
         if v not in FALLBACKS: raise ValueError(f'{name} must be one of {FALLBACKS}, not {v!r}')
-    refl = rec.get('reflection', {})
-    ok = survivors(rec)
-    if ok:
-        pick = {'first': lambda: ok[0], 'shortest': lambda: min(ok, key=lambda r: len(r['text'])),
-                'random': lambda: random.Random(stable_hash([seed, rec['id']])).choice(ok)}[rule]()
-        return dict(text=pick['text'], kind='refined', why=f"{len(ok)} of {len(refl['refined'])} refinements survived; rule '{rule}'",
-                    attempt_sample=pick['attempt_sample'], sample=pick['sample'])
-    if not kept_cots(rec): return dict(text=None, kind=None, why='no teacher CoT survived rejection sampling')
-    if rec['exposure']['n_wrong'] == 0 and refl.get('with_error', True):
-        case, policy = 'the student never got it wrong', never_wrong
-    else: case, policy = f"no refinement survived ({len(refinements(rec))} written)", no_survivor
+
+# %% ../nbs/13_filter.ipynb #525cad1d
+def _pick(ok: list[dict], rule: str, seed: int, qid) -> dict:
+    "The survivor `rule` selects: the first, the shortest, or a random one (seeded per question id `qid`)."
+    if rule == 'first': return ok[0]
+    if rule == 'shortest': return min(ok, key=lambda r: len(r['text']))
+    return random.Random(stable_hash([seed, qid])).choice(ok)
+
+def _refined_target(rec: dict, ok: list[dict], rule: str, seed: int) -> dict:
+    "The target of a question with surviving refinements `ok`: the one `rule` picks."
+    pick = _pick(ok, rule, seed, rec['id'])
+    return dict(text=pick['text'], kind='refined', why=f"{len(ok)} of {len(rec['reflection']['refined'])} refinements survived; rule '{rule}'",
+                attempt_sample=pick['attempt_sample'], sample=pick['sample'])
+
+# %% ../nbs/13_filter.ipynb #13cf1250
+def _fallback(rec: dict, case: str, policy: str) -> dict:
+    "The target of a question without a surviving refinement (`case` says why), by `policy`: teacher CoT, student's own, or none."
     if policy == 'teacher': return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: teacher CoT')
     if policy == 'student':
         own = [a for a in correct_attempts(rec) if not form_problems(a['text'], a.get('finish_reason'))]
         if own: return dict(text=own[0]['text'], kind='student', why=f"{case}: the student's own correct attempt")
         return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: no well-formed correct attempt of its own, teacher CoT')
     return dict(text=None, kind=None, why=f'{case}: dropped')
+
+# %% ../nbs/13_filter.ipynb #6e544d48
+def choose_target(rec: dict,
+                  rule: str = 'first',            # among surviving refinements: 'first', 'shortest' or 'random'
+                  never_wrong: str = 'student',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
+                  no_survivor: str = 'teacher',   # questions whose refinements all failed: 'teacher', 'student' or 'drop'
+                  seed: int = 0) -> dict:
+    "The training target of a record after stage 4: `{text, kind, why}` (kind None: dropped)."
+    _check_choices(rule, never_wrong, no_survivor)
+    ok = survivors(rec)
+    if ok: return _refined_target(rec, ok, rule, seed)
+    if not kept_cots(rec): return dict(text=None, kind=None, why='no teacher CoT survived rejection sampling')
+    if rec['exposure']['n_wrong'] == 0 and rec.get('reflection', {}).get('with_error', True):
+        return _fallback(rec, 'the student never got it wrong', never_wrong)
+    return _fallback(rec, f"no refinement survived ({len(refinements(rec))} written)", no_survivor)
 
 # %% ../nbs/13_filter.ipynb #11fccbf2
 def select_targets(recs: Sequence[dict],            # records after stage 3
