@@ -71,6 +71,7 @@ def mistake_text(error: dict | None) -> str:
     if error.get('type') == 'no_answer': return 'The solution never reaches a final answer.'
     return f"The mistake is in the reasoning ({str(error.get('type', 'unknown')).replace('_', ' ')}): {error.get('note') or 'the final answer is wrong'}."
 
+# %% ../nbs/14_recipes.ipynb #a6eab63c
 def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str = LEMA_PROMPT) -> list[dict]:
     "Learning from mistakes: the teacher CoT, plus one correction example per wrong attempt."
     cot = kept_cots(rec)[0]
@@ -136,6 +137,7 @@ def _short_cot(qs, x): return [_ex(r, t, x.solve_prompt) for r, t in zip(qs, _sh
 @recipe('long_cot', 'baseline', ['teacher'], "the teacher's long CoT (first kept)")
 def _long_cot(qs, x): return [_ex(r, kept_cots(r)[0], x.solve_prompt) for r in qs]
 
+# %% ../nbs/14_recipes.ipynb #5b472cfe
 @recipe('mix_long', 'baseline', ['teacher', 'solution'],
         'long CoT for a share `long_share` of the questions (1:4 after Mix-Distillation), short for the rest')
 def _mix_long(qs, x):
@@ -147,6 +149,7 @@ def _mix_long(qs, x):
         "learning from mistakes: the teacher CoT, plus per wrong attempt its first mistake named and the corrected solution")
 def _lema(qs, x): return [e for r in qs for e in lema_examples(r, x.solve_prompt, x.lema_prompt)]
 
+# %% ../nbs/14_recipes.ipynb #6b2c6445
 @recipe('orion_no_error', 'ablation', ['no_error'], 'without error exposure: the refinement written with no wrong attempt in the prompt')
 def _orion_no_error(qs, x):
     if x.no_error is None: raise ValueError('orion_no_error needs the records of the no-error reflection run')
@@ -155,6 +158,7 @@ def _orion_no_error(qs, x):
     if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
     return [_ex(r, by_id[r['id']].get('target', {}).get('text') or kept_cots(r)[0], x.solve_prompt) for r in qs]
 
+# %% ../nbs/14_recipes.ipynb #fe47ef78
 @recipe('orion_no_reflect', 'ablation', ['teacher', 'exposure'], 'without reflection: the wrong attempt, then the teacher CoT, in one <think>')
 def _orion_no_reflect(qs, x): return [_ex(r, no_reflect_target(r), x.solve_prompt) for r in qs]
 
@@ -169,6 +173,7 @@ def build_recipe(name: str,                    # a name in `RECIPES`
     if name not in RECIPES: raise ValueError(f'unknown recipe {name!r}; known: {", ".join(RECIPES)}')
     return RECIPES[name].build(question_set(recs), RecipeInputs(no_error_recs, long_share, seed, **prompts))
 
+# %% ../nbs/14_recipes.ipynb #97336ce2
 def teacher_set(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[dict]:
     "Every question with a teacher CoT and that CoT: what the `sft_teacher` student is first trained on."
     return [_ex(r, kept_cots(r)[0], solve_prompt) for r in recs if kept_cots(r)]
@@ -184,6 +189,7 @@ def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:
         out.update(response_tokens=sum(toks), mean_response_tokens=round(sum(toks) / max(len(toks), 1), 1), max_response_tokens=max(toks, default=0))
     return out
 
+# %% ../nbs/14_recipes.ipynb #c887f2be
 def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None) -> dict:
     "Write each recipe to `out_dir/<name>.jsonl`; return their stats."
     from pathlib import Path
