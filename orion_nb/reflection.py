@@ -37,6 +37,26 @@ def reflection_jobs(rec: dict, with_error: bool = True, attempts_per_question: i
             for a in wrong_attempts(rec)[:attempts_per_question]]
 
 # %% ../nbs/12_reflection.ipynb #1ed926df
+def _reflection_requests(recs: Sequence[dict], with_error: bool, attempts_per_question: int, template: str | None) -> tuple[list, list]:
+    "Every (record index, job) pair to reflect on, and the prompt of each."
+    jobs = [(i, j) for i, r in enumerate(recs) for j in reflection_jobs(r, with_error, attempts_per_question)]
+    return jobs, [reflection_prompt(recs[i]['question'], j['reference'], j['attempt'], template) for i, j in jobs]
+
+# %% ../nbs/12_reflection.ipynb #0c430132
+def _refinement(attempt_sample, g: dict) -> dict:
+    "One graded refinement `g` of the pair with wrong attempt `attempt_sample`, as the record keeps it."
+    return dict(attempt_sample=attempt_sample, sample=g['sample'], text=g['text'], extracted=g['extracted'], correct=g['correct'],
+                finish_reason=g.get('finish_reason'), completion_tokens=g.get('completion_tokens'))
+
+def _by_record(n: int, jobs: list, prompts: list, gens: list) -> tuple[list, list]:
+    "The prompts and the graded refinements of each of `n` records, gathered from the flat jobs."
+    refined = [[] for _ in range(n)]; prompts_of = [[] for _ in range(n)]
+    for (i, j), p, gs in zip(jobs, prompts, gens):
+        prompts_of[i].append(dict(attempt_sample=j['attempt_sample'], prompt=p[0]['content']))
+        refined[i] += [_refinement(j['attempt_sample'], g) for g in gs]
+    return prompts_of, refined
+
+# %% ../nbs/12_reflection.ipynb #a3406a51
 def reflect(recs: Sequence[dict],          # provenance records after stage 2
             gen,                            # the student writing refinements (`Generator`)
             params,                         # `SamplingParams`: `n` = m refinements per pair
@@ -47,17 +67,10 @@ def reflect(recs: Sequence[dict],          # provenance records after stage 2
             template: str | None = None,    # prompt template (default `REFLECT_PROMPT`, or `NO_ERROR_PROMPT`)
             workers: int = 2, progress: bool = True) -> list[dict]:
     "Stage 3: m refinements for each (teacher CoT, wrong attempt) pair, each graded against the gold answer."
-    jobs = [(i, j) for i, r in enumerate(recs) for j in reflection_jobs(r, with_error, attempts_per_question)]
-    prompts = [reflection_prompt(recs[i]['question'], j['reference'], j['attempt'], template) for i, j in jobs]
+    jobs, prompts = _reflection_requests(recs, with_error, attempts_per_question, template)
     gens = sample_and_grade(gen, prompts, [recs[i]['answer'] for i, _ in jobs], params, store_path,
                             ids=[recs[i]['id'] for i, _ in jobs], workers=workers, progress=progress)
-    refined = [[] for _ in recs]; prompts_of = [[] for _ in recs]
-    for (i, j), p, gs in zip(jobs, prompts, gens):
-        prompts_of[i].append(dict(attempt_sample=j['attempt_sample'], prompt=p[0]['content']))
-        for g in gs:
-            refined[i].append(dict(attempt_sample=j['attempt_sample'], sample=g['sample'], text=g['text'],
-                                   extracted=g['extracted'], correct=g['correct'],
-                                   finish_reason=g.get('finish_reason'), completion_tokens=g.get('completion_tokens')))
+    prompts_of, refined = _by_record(len(recs), jobs, prompts, gens)
     out = [{**r, 'reflection': dict(model=gen.model_id, with_error=with_error, prompts=ps, refined=rs)}
            for r, ps, rs in zip(recs, prompts_of, refined)]
     if out_path is not None: write_jsonl(out_path, out)
