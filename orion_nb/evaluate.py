@@ -30,32 +30,46 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.0
     return means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
 
 # %% ../nbs/30_evaluate.ipynb #d0effbcd
-def score(outputs: Sequence[dict],        # graded outputs: `id`, `correct`, optional `level`
-          ks: Sequence[int] = (1,),       # the k of pass@k
-          n_boot: int = 1000, seed: int = 0, by_level: bool = True) -> dict:
-    "avg@n and pass@k with 95 % bootstrap intervals (over questions), overall and per level; `cut_off`: share of outputs that hit the token budget."
+def _m(xs): return sum(xs) / len(xs) if xs else float('nan')
+
+def _per_question(outputs: Sequence[dict]) -> tuple[dict, dict, dict]:
+    "Per question id: its samples' verdicts, whether each hit the token budget (where known), and its level."
     per_q, cut, level = defaultdict(list), defaultdict(list), {}
     for o in outputs:
         per_q[o['id']].append(bool(o['correct'])); level[o['id']] = o.get('level')
         if 'finish_reason' in o: cut[o['id']].append(o['finish_reason'] == 'length')
+    return per_q, cut, level
+
+def _samples_per_question(per_q: dict) -> int:
+    "The number of samples every question has (0: no questions); different numbers are an error."
     ns = {len(v) for v in per_q.values()}
     if len(ns) > 1: raise ValueError(f'questions have different numbers of samples: {sorted(ns)}')
-    n = ns.pop() if ns else 0
-    def summary(ids):
-        acc = [sum(per_q[i]) / n for i in ids]
-        out = dict(questions=len(ids), n=n, **{f'avg@{n}': _m(acc)}, **{f'avg@{n}_ci': bootstrap_ci(acc, n_boot, seed=seed)})
-        if cut: out['cut_off'] = _m([c for i in ids for c in cut[i]])
-        for k in ks:
-            if k <= n:
-                pk = [pass_at_k(n, sum(per_q[i]), k) for i in ids]
-                out[f'pass@{k}'], out[f'pass@{k}_ci'] = _m(pk), bootstrap_ci(pk, n_boot, seed=seed)
-        return out
-    res = summary(list(per_q))
-    if by_level and any(v is not None for v in level.values()):
-        res['by_level'] = {lv: summary([i for i in per_q if level[i] == lv]) for lv in sorted({v for v in level.values() if v is not None})}
-    return res
+    return ns.pop() if ns else 0
 
-def _m(xs): return sum(xs) / len(xs) if xs else float('nan')
+# %% ../nbs/30_evaluate.ipynb #dd06b26b
+def _metrics(ids: list, per_q: dict, cut: dict, n: int, ks: Sequence[int], n_boot: int, seed: int) -> dict:
+    "avg@n, the share cut off (where known) and pass@k for k <= n, with bootstrap intervals, over the questions `ids`."
+    acc = [sum(per_q[i]) / n for i in ids]
+    out = dict(questions=len(ids), n=n, **{f'avg@{n}': _m(acc)}, **{f'avg@{n}_ci': bootstrap_ci(acc, n_boot, seed=seed)})
+    if cut: out['cut_off'] = _m([c for i in ids for c in cut[i]])
+    for k in ks:
+        if k <= n:
+            pk = [pass_at_k(n, sum(per_q[i]), k) for i in ids]
+            out[f'pass@{k}'], out[f'pass@{k}_ci'] = _m(pk), bootstrap_ci(pk, n_boot, seed=seed)
+    return out
+
+# %% ../nbs/30_evaluate.ipynb #4bd85b85
+def score(outputs: Sequence[dict],        # graded outputs: `id`, `correct`, optional `level`
+          ks: Sequence[int] = (1,),       # the k of pass@k
+          n_boot: int = 1000, seed: int = 0, by_level: bool = True) -> dict:
+    "avg@n and pass@k with 95 % bootstrap intervals (over questions), overall and per level; `cut_off`: share of outputs that hit the token budget."
+    per_q, cut, level = _per_question(outputs)
+    n = _samples_per_question(per_q)
+    res = _metrics(list(per_q), per_q, cut, n, ks, n_boot, seed)
+    if by_level and any(v is not None for v in level.values()):
+        res['by_level'] = {lv: _metrics([i for i in per_q if level[i] == lv], per_q, cut, n, ks, n_boot, seed)
+                           for lv in sorted({v for v in level.values() if v is not None})}
+    return res
 
 # %% ../nbs/30_evaluate.ipynb #10cd0b0e
 def evaluate(gen,                       # the model under test (`orion_nb.generate.Generator`)
