@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
-from .core import RunDir, atomic_write_text, code_hash, git_commit, imported_modules, package_dir, package_versions, stable_hash
+from .core import (RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules, model_hash,
+                          package_dir, package_versions, stable_hash)
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'allowed_values', 'choice_errors',
-           'check_params', 'load_params', 'stage_name', 'render_html', 'ipc_kernel_manager', 'notebook_modules',
-           'stage_keys', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
+__all__ = ['RUN_KEYS', 'CHOICES', 'MODEL_PARAMS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'allowed_values',
+           'choice_errors', 'check_params', 'load_params', 'stage_name', 'render_html', 'ipc_kernel_manager',
+           'notebook_modules', 'param_content', 'stage_keys', 'run_stage', 'run_pipeline', 'publish_facts',
+           'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
@@ -136,13 +138,25 @@ def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
     src = '\n'.join(c.source for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == 'code')
     return imported_modules(src, {p.stem for p in pkg.glob('*.py')} - {'_modidx', '__init__'})
 
+# %% ../nbs/50_report.ipynb #pcont001
+MODEL_PARAMS = ('student', 'teacher_model')   # parameters naming a model: a local folder or a Hub id
+
+def param_content(name: str, value):
+    "What a stage key sees of a parameter: the content of the file, folder or model it names, else its value (None: no input)."
+    if name == 'run_dir' or name.endswith('_cache_dir'): return None     # where outputs go, not what they are made from
+    if name in MODEL_PARAMS and isinstance(value, str) and value: return model_hash(value)
+    if name.endswith(('_dir', '_path')) and isinstance(value, str) and value and Path(value).exists(): return 'sha:' + content_hash(value)
+    return value
+
+# %% ../nbs/50_report.ipynb #pcont003
 def stage_keys(nbs: list[Path], declared: dict, resolved: dict, run_path, pkg_dir=None) -> dict:
     "Each stage's parameters and key, chained (a stage's key includes the previous one's): nb -> (params, key)."
     out, prev = {}, ''
     for nb in nbs:
         sp = {k: v for k, v in resolved.items() if k in declared[nb] and v is not None}
         if 'run_dir' in declared[nb]: sp['run_dir'] = str(Path(run_path).resolve())
-        prev = stable_hash([nb.read_bytes().decode(), sp, prev, code_hash(notebook_modules(nb, pkg_dir), pkg_dir)])
+        seen = {k: param_content(k, v) for k, v in sp.items()}       # files and models by content, paths of outputs left out
+        prev = stable_hash([nb.read_bytes().decode(), seen, prev, code_hash(notebook_modules(nb, pkg_dir), pkg_dir)])
         out[nb] = (sp, prev)
     return out
 

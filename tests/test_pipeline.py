@@ -70,6 +70,11 @@ def test_reports_and_manifest(first_run):
     assert r['cut_off'] == sum(o['finish_reason'] == 'length' for o in outs) / len(outs)   # budget hits, per model and set
     assert 'cut off at the token budget' in idx and "Where ORION's training targets come from" in idx
     assert 'over TCP without encryption' not in out            # stage kernels talk over IPC
+    facts = json.loads((d/'reports'/'small'/'manifest.json').read_text())   # the report carries its manifest and figures
+    assert facts['params_hash'] == m['params_hash'] and facts['stages']['06_train']['notebook'] == 'notebooks/06_train.ipynb'
+    summary = json.loads((d/'reports'/'small'/'summary.json').read_text())
+    assert {'accuracy', 'claims', 'refinement_acceptance', 'target_origins', 'stability', 'target_coherence'} <= set(summary)
+    assert set(summary['accuracy']['world_test']) == {'base', *recipes} and 'base' in summary['refinement_acceptance']
 
 @pytest.mark.timeout(1200)
 def test_unchanged_rerun_is_cached(first_run):
@@ -158,7 +163,7 @@ def test_changed_lr_retrains_and_reevaluates_exactly_the_affected_models(first_r
     assert all(models1[m] != models0[m] for m in models0), 'a model was not retrained'
     assert all(json.loads((run/'06_train'/m.replace('@', '_at_')/'seed0'/'sft_summary.json').read_text())['params']['lr'] == 5e-3
                for m in models0 if m != 'sft_teacher')
-    base = [k for k in stores0 if 'base_seed0__' in k or k.startswith('03_exposure/base') or k.startswith('04_reflection/base') or 'no_error' in k]
+    base = [k for k in stores0 if k.startswith(('03_exposure/base', '04_reflection/base', '04_reflection/no_error', '07_evaluate/generations/base_seed0'))]
     assert base and all(stores1[k] == stores0[k] for k in base)    # the base student's samples: reused, none generated
     trained = [k for k in stores0 if k.startswith('07_evaluate') and 'base_seed0' not in k]
     assert trained and all(stores1[k] > stores0[k] for k in trained)   # every retrained model: answered anew
