@@ -55,6 +55,7 @@ def column_teacher(problems: Sequence[dict],    # problem records
         cots.append([t] if isinstance(t, str) else list(t))
     return records_from_cots(problems, cots, source, out_path, workers=workers)
 
+# %% ../nbs/10_teacher.ipynb #975146bb
 def traces_from_dataset(ds, id_column: str = 'id', trace_column: str = 'trace') -> dict:
     "Question id -> list of traces, from rows of a dataset (several rows per id allowed)."
     out = {}
