@@ -7,6 +7,9 @@ from __future__ import annotations
 import bisect, math, re
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
+from typing import NamedTuple
+from fastcore.basics import patch
 from .grading import extract_answer, numbers_match, grade
 
 # %% auto #0
@@ -32,6 +35,21 @@ _TOK = re.compile(r'''\s*(?:
  | (?P<op>[-+−–()\[\]{}!])
 )''', re.X)
 
+# %% ../nbs/07_steps.ipynb #9509d7ff
+def _token(m: re.Match,       # a match of `_TOK`
+           max_digits: int,   # digits (and decimals) of one number
+          ) -> list[tuple[str, object]]:
+    "The `(kind, value)` tokens of one match of `_TOK`: `\\frac12` and `²` are several."
+    k = m.lastgroup
+    if k == 'frac2': return [('frac', None), ('num', Fraction(int(m['f1']))), ('num', Fraction(int(m['f2'])))]
+    if k == 'sup': return [('pow', None), ('num', Fraction(2 if m['sup'] == '²' else 3))]
+    if k == 'op': return [(m['op'].replace('−', '-').replace('–', '-'), None)]
+    if k != 'num': return [(k, None)]
+    t = m['num'].replace('{,}', '').replace(',', '')
+    if len(t) > max_digits: raise ExprError(f'number with more than {max_digits} digits')
+    return [('num', Fraction(t))]
+
+# %% ../nbs/07_steps.ipynb #71d69229
 def _tokens(s: str, max_digits: int) -> list[tuple[str, object]]:
     "`s` as a list of `(kind, value)` tokens; `ExprError` on anything else."
     s = _DROP.sub(' ', re.sub(r'(?<=\d)(?:\\,|,\\!)(?=\d{3}(?!\d))', ',', s)).rstrip()   # LaTeX's 1\,234, 1,\!234
@@ -41,15 +59,8 @@ def _tokens(s: str, max_digits: int) -> list[tuple[str, object]]:
         if not m or m.end() == i:
             j = len(s) - len(s[i:].lstrip())
             raise ExprError(f'unexpected {s[j]!r} in {s[max(0, j - 8):j + 8]!r}')
-        i, k = m.end(), m.lastgroup
-        if k == 'frac2': out += [('frac', None), ('num', Fraction(int(m['f1']))), ('num', Fraction(int(m['f2'])))]
-        elif k == 'num':
-            t = m['num'].replace('{,}', '').replace(',', '')
-            if len(t) > max_digits: raise ExprError(f'number with more than {max_digits} digits')
-            out.append(('num', Fraction(t)))
-        elif k == 'sup': out += [('pow', None), ('num', Fraction(2 if m['sup'] == '²' else 3))]
-        elif k == 'op': out.append((m['op'].replace('−', '-').replace('–', '-'), None))
-        else: out.append((k, None))
+        i = m.end()
+        out += _token(m, max_digits)
     return out
 
 # %% ../nbs/07_steps.ipynb #534205ce
@@ -57,7 +68,6 @@ class _Parser:
     "Recursive descent over `_tokens`, every value an exact `Fraction` checked against the bounds."
     def __init__(self, toks, max_bits, max_depth):
         self.t, self.i, self.max_bits, self.max_depth, self.depth = toks, 0, max_bits, max_depth, 0
-
     def peek(self): return self.t[self.i][0] if self.i < len(self.t) else None
     def take(self, kind):
         if self.peek() != kind: raise ExprError(f'expected {kind!r}, got {self.peek()!r}')
@@ -74,83 +84,109 @@ class _Parser:
         if self.i != len(self.t): raise ExprError(f'unexpected {self.peek()!r}')
         return v
 
-    def expr(self):
-        self.depth += 1
-        if self.depth > self.max_depth: raise ExprError(f'nested deeper than {self.max_depth}')
-        v = self.term()
-        while self.peek() in ('+', '-'):
-            op = self.peek(); self.i += 1
-            w = self.term()
-            v = self.big(v + w if op == '+' else v - w)
-        self.depth -= 1
-        return v
+# %% ../nbs/07_steps.ipynb #3593f242
+@patch
+def expr(self: _Parser) -> Fraction:
+    "A sum or difference of terms (one level of brackets deeper)."
+    self.depth += 1
+    if self.depth > self.max_depth: raise ExprError(f'nested deeper than {self.max_depth}')
+    v = self.term()
+    while self.peek() in ('+', '-'):
+        op = self.peek(); self.i += 1
+        w = self.term()
+        v = self.big(v + w if op == '+' else v - w)
+    self.depth -= 1
+    return v
 
-    def term(self):
-        v = self.unary()
-        while self.peek() in ('mul', 'div', '(', '['):
-            k = self.peek()
-            if k in ('mul', 'div'): self.i += 1
-            w = self.unary()
-            if k == 'div':
-                if w == 0: raise ExprError('division by zero')
-                v = self.big(v / w)
-            else: v = self.big(v * w)              # both factors are bounded, so the product is cheap
-        return v
-
-    def unary(self):
-        if self.peek() == '-': self.i += 1; return -self.unary()
-        if self.peek() == '+': self.i += 1; return self.unary()
-        return self.power()
-
-    def power(self):
-        v = self.postfix()
-        if self.peek() == 'pow':
-            self.i += 1
-            v = self.pow(v, self.unary())
-        return v
-
-    def pow(self, b, e):
-        if e.denominator != 1: raise ExprError('a non-integer exponent')
-        e = int(e)
-        if b == 0 and e < 0: raise ExprError('division by zero')
-        bits = max(b.numerator.bit_length(), b.denominator.bit_length())    # the result has about bits * |e| bits
-        if b not in (0, 1, -1) and (abs(e) > self.max_bits or (bits - 1) * abs(e) > self.max_bits):
-            raise ExprError(f'a value over {self.max_bits} bits')
-        return self.big(b ** e)
-
-    def postfix(self):
-        v = self.atom()
-        while self.peek() in ('pct', '!'):
-            k = self.peek(); self.i += 1
-            if k == 'pct': v = v / 100
-            else:
-                if v.denominator != 1 or not 0 <= v <= 300: raise ExprError('factorial of a non-integer or a large number')
-                v = self.big(Fraction(math.factorial(int(v))))
-        return v
-
-    def group(self, close):
-        v = self.expr(); self.take(close); return v
-
-    def atom(self):
+# %% ../nbs/07_steps.ipynb #2770b9e5
+@patch
+def term(self: _Parser) -> Fraction:
+    "A product or quotient, a bracket after a factor being a product: `2(3 + 4)`."
+    v = self.unary()
+    while self.peek() in ('mul', 'div', '(', '['):
         k = self.peek()
-        if k == 'num': self.i += 1; return self.t[self.i - 1][1]
-        if k in ('(', '[', '{'): self.i += 1; return self.group({'(': ')', '[': ']', '{': '}'}[k])
-        if k == 'frac':
-            self.i += 1; a = self.arg(); b = self.arg()
-            if b == 0: raise ExprError('division by zero')
-            return self.big(a / b)
-        if k == 'sqrt':
-            self.i += 1; v = self.arg()
-            if v < 0: raise ExprError('square root of a negative number')
-            n, d = math.isqrt(v.numerator), math.isqrt(v.denominator)
-            if n * n != v.numerator or d * d != v.denominator: raise ExprError('an irrational square root')
-            return Fraction(n, d)
-        raise ExprError(f'unexpected {k!r}' if k else 'incomplete expression')
+        if k in ('mul', 'div'): self.i += 1
+        w = self.unary()
+        if k == 'div':
+            if w == 0: raise ExprError('division by zero')
+            v = self.big(v / w)
+        else: v = self.big(v * w)              # both factors are bounded, so the product is cheap
+    return v
 
-    def arg(self):
-        "An argument of `\\frac` or `\\sqrt`: `{expr}` or a bare number."
-        if self.peek() == '{': self.i += 1; return self.group('}')
-        return self.take('num')
+# %% ../nbs/07_steps.ipynb #7b6c3396
+@patch
+def unary(self: _Parser) -> Fraction:
+    "A signed power: `-3^2` is `-(3^2)`."
+    if self.peek() == '-': self.i += 1; return -self.unary()
+    if self.peek() == '+': self.i += 1; return self.unary()
+    return self.power()
+
+@patch
+def power(self: _Parser) -> Fraction:
+    "A postfixed atom, raised to a signed power (right-associative)."
+    v = self.postfix()
+    if self.peek() == 'pow':
+        self.i += 1
+        v = self.pow(v, self.unary())
+    return v
+
+# %% ../nbs/07_steps.ipynb #5dbc34b9
+@patch
+def pow(self: _Parser, b: Fraction, e: Fraction) -> Fraction:
+    "`b ** e`, refused before it is computed when the result would be over the bound."
+    if e.denominator != 1: raise ExprError('a non-integer exponent')
+    e = int(e)
+    if b == 0 and e < 0: raise ExprError('division by zero')
+    bits = max(b.numerator.bit_length(), b.denominator.bit_length())    # the result has about bits * |e| bits
+    if b not in (0, 1, -1) and (abs(e) > self.max_bits or (bits - 1) * abs(e) > self.max_bits):
+        raise ExprError(f'a value over {self.max_bits} bits')
+    return self.big(b ** e)
+
+# %% ../nbs/07_steps.ipynb #50d85d4f
+@patch
+def postfix(self: _Parser) -> Fraction:
+    "An atom followed by `%` (a hundredth) or `!` (factorial, up to 300!)."
+    v = self.atom()
+    while self.peek() in ('pct', '!'):
+        k = self.peek(); self.i += 1
+        if k == 'pct': v = v / 100
+        else:
+            if v.denominator != 1 or not 0 <= v <= 300: raise ExprError('factorial of a non-integer or a large number')
+            v = self.big(Fraction(math.factorial(int(v))))
+    return v
+
+def _sqrt(v: Fraction) -> Fraction:
+    "The exact square root of `v`; `ExprError` when it is irrational or `v` negative."
+    if v < 0: raise ExprError('square root of a negative number')
+    n, d = math.isqrt(v.numerator), math.isqrt(v.denominator)
+    if n * n != v.numerator or d * d != v.denominator: raise ExprError('an irrational square root')
+    return Fraction(n, d)
+
+# %% ../nbs/07_steps.ipynb #79968599
+@patch
+def group(self: _Parser, close: str) -> Fraction:
+    "An expression and the bracket `close` that ends it."
+    v = self.expr(); self.take(close); return v
+
+@patch
+def arg(self: _Parser) -> Fraction:
+    "An argument of `\\frac` or `\\sqrt`: `{expr}` or a bare number."
+    if self.peek() == '{': self.i += 1; return self.group('}')
+    return self.take('num')
+
+# %% ../nbs/07_steps.ipynb #ee9243fb
+@patch
+def atom(self: _Parser) -> Fraction:
+    "A number, a bracketed group, `\\frac{a}{b}` or `\\sqrt{a}`."
+    k = self.peek()
+    if k == 'num': self.i += 1; return self.t[self.i - 1][1]
+    if k in ('(', '[', '{'): self.i += 1; return self.group({'(': ')', '[': ']', '{': '}'}[k])
+    if k == 'frac':
+        self.i += 1; a = self.arg(); b = self.arg()
+        if b == 0: raise ExprError('division by zero')
+        return self.big(a / b)
+    if k == 'sqrt': self.i += 1; return _sqrt(self.arg())
+    raise ExprError(f'unexpected {k!r}' if k else 'incomplete expression')
 
 # %% ../nbs/07_steps.ipynb #3854c1f5
 def evaluate(expr: str,              # one side of an equation, as written
@@ -174,8 +210,10 @@ _RUN = re.compile(r'''(?:
  | (?<![<>!:=~])=(?![=>])
 )+''', re.X)
 _SEP = re.compile(r'(?<![<>!:=~])=(?![=>])|≈|\\approx(?![A-Za-z])')
+_LEADING_SEP = re.compile(r'[ \t$&]*(?:\\\[)?[ \t$&]*(?:=|≈|\\approx(?![A-Za-z]))')   # a line opening with `&=`
 _CALC = re.compile(r'<<([^<>\n]{1,400})>>')
 
+# %% ../nbs/07_steps.ipynb #342fe452
 BEFORE_WORDS = {'times', 'plus', 'minus', 'over', 'x', 'mod', 'modulo', 'sqrt', 'root', 'log', 'ln', 'exp', 'sin',
                 'cos', 'tan', 'power', 'choose'}
 BARE_BEFORE_WORDS = {'of', 'and', 'by', 'from', 'to', 'than', 'with', 'into', 'between', 'per', 'add', 'subtract',
@@ -188,6 +226,8 @@ QUIET_COMMANDS = {'text', 'textbf', 'textit', 'mathrm', 'quad', 'qquad', 'implie
                   'Longrightarrow', 'rightarrow', 'to', 'end', 'begin', 'equiv', 'le', 'leq', 'ge', 'geq', 'lt', 'gt',
                   'ne', 'neq', 'checkmark', 'square', 'hfill', 'tag', 'notag', 'newline', 'therefore', 'because',
                   'label', 'hline', 'cr', 'hspace', 'vspace', 'newpage', 'item'}
+
+# %% ../nbs/07_steps.ipynb #dda7cb3c
 _OPEN, _CLOSE = '([{', ')]}'
 
 def _unmatched(s: str) -> list[int]:
@@ -202,16 +242,7 @@ def _unmatched(s: str) -> list[int]:
     return sorted(bad + stack)
 
 # %% ../nbs/07_steps.ipynb #abaf6bef
-_BINOP = re.compile(r'[+*/^×÷·⋅∙]|\\(?:times|cdot|div)(?![A-Za-z])')
-_BARE = re.compile(r'[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
-_BEFORE = re.compile(r'(\\?[A-Za-z]+)[ \t$]*\Z')
-_AFTER = re.compile(r'[ \t$]*(\\?[A-Za-z]+)')
-_WS = ' \t'
-_FREE_BEFORE = '"“‘«*>'             # may touch a run's start (`>`: a tag such as <think>); anything else glues it
-_FREE_AFTER = '.,;:?"”’»*<'         # may touch a run's end (commands are judged by name)
-_MUL_SYMBOLS = '|√∛∜π∑∏'            # next to a side (even after a space) they make it an operand: `= 1/2 |AB|`
 _CONTINUES = re.compile(r'(?:(?<!\\)[-+−–*/^×÷·(\[{}]|\\(?!begin\{|end\{)[A-Za-z]+(?:\{[^{}]*\})?|_\{[^{}]*\}|_\w)\Z')
-_NEXT_OP = re.compile(r'[+/^×÷·]|\\(?:times|cdot|div)(?![A-Za-z])')
 
 def _line_before(t: str, a: int, lo: int) -> str:
     "The previous line (stripped) when `t[a]` opens its line, '' otherwise or when that line is blank."
@@ -226,7 +257,9 @@ def _continues(line: str) -> bool:
     m = _CONTINUES.search(line)
     return bool(m) and not (m[0].startswith('\\') and re.match(r'\\([A-Za-z]+)', m[0])[1] in QUIET_COMMANDS)
 
+# %% ../nbs/07_steps.ipynb #357f132b
 _EOL = re.compile(r'[ \t$]*(?:\\\\)?[ \t$]*\n')              # the end of a line, `\\` of an aligned one included
+_NEXT_OP = re.compile(r'[+/^×÷·]|\\(?:times|cdot|div)(?![A-Za-z])')
 
 def _line_after(t: str, b: int, hi: int) -> str:
     "The next line (stripped) when `t[b:]` is the end of its line, '' otherwise or when that line is blank."
@@ -234,87 +267,193 @@ def _line_after(t: str, b: int, hi: int) -> str:
     if not m: return ''
     return t[m.end():min(hi, m.end() + 200)].split('\n', 1)[0].strip()
 
-def _context(t: str, a: int, b: int, first: bool, last: bool, run: tuple[int, int], lo: int, hi: int) -> str:
-    "Why the side `t[a:b]` at an end of the run `run` cannot be read on its own ('' when it can)."
-    s = t[a:b]
-    if first:
-        if run[0] > lo and t[run[0]] not in ' \t!' and not t[run[0] - 1].isspace() and t[run[0] - 1] not in _FREE_BEFORE:
-            return 'glued to what precedes'
-        if _BINOP.match(s) or (s[0] in '-−–' and len(s) > 1 and s[1] in _WS): return 'its left operand is outside'
-        before = _line_before(t, a, lo)
-        if _continues(before): return 'continues the previous line'
-        before = t[max(lo, a - 40):a]                   # words and symbols count on the same line only
-        before = before[before.rfind('\n') + 1:].rstrip(' \t$')
-        prev, m = before[-1:], _BEFORE.search(before)
-        if prev and prev in _MUL_SYMBOLS and (prev != '|' or before[-2:-1].strip()):   # `| 3 = 3 |`: a table
-            return f'next to {prev}'
-        if prev and prev in '#@~': return f'next to {prev}'                            # `0 \# 11 = 11`
-        if s[0] in '-−–' and (prev.isdigit() or prev in ')]}.' or (m and len(m[1]) == 1)):
-            return 'its left operand is outside'
-        if m:
-            w, pre = m[1], before[:m.start(1)][-1:]
-            if w.startswith('\\'):
-                if w[1:] not in QUIET_COMMANDS: return f'next to {w}'
-            elif w.lower() in BEFORE_WORDS or (w.lower() in BARE_BEFORE_WORDS and _BARE.fullmatch(s)):
-                return f"after '{w}'"
-            elif len(w) == 1 and pre not in ("'", '’') and (w not in 'aAI' or (pre and pre in '_^{\\')):
-                return f"after the variable '{w}'"
-    if last:
-        if _BINOP.search(s[-1]) or s[-1] in '-−–' or re.search(r'\\(?:times|cdot|div)\Z', s):
-            return 'its right operand is outside'
-        if b == run[1] and b < hi:
-            c = t[b]
-            if c.isalpha() or (c == '.' and t[b + 1:b + 2].isalnum()): return 'glued to the word after'
-            if c in ':,' and t[b + 1:b + 2].isdigit(): return 'glued to what follows'
-            if not c.isspace() and c not in _FREE_AFTER and c != '\\': return 'glued to what follows'
-        after = _line_after(t, b, hi)
-        aligned = re.sub(r'^&?(?:\s|\\q?quad(?![A-Za-z]))*', '', after)
-        if _NEXT_OP.match(aligned) or (aligned != after and aligned[:1] in '-−'): return 'continues on the next line'
-        after = t[b:min(hi, b + 40)].lstrip(' \t$')
-        nxt, m = after[:1], _AFTER.match(t, b, hi)
-        if nxt and nxt in _MUL_SYMBOLS and (nxt != '|' or after[1:2].strip()): return f'next to {nxt}'
-        if re.match(r'\\?[#@~]', after): return f'next to {after[:2].strip()}'
-        if m:
-            w = m[1]
-            if w.startswith('\\'):
-                if w[1:] not in QUIET_COMMANDS: return f'next to {w}'
-                if (x := re.match(r'\{\s*([A-Za-z]+)', t[m.end():m.end() + 30])) and x[1].lower() in AFTER_WORDS:
-                    return f"before '{x[1]}'"                   # `= 16\text{ remainder }29`
-            elif w.lower() in AFTER_WORDS or (w.lower() == 'of' and not re.fullmatch(r'[-−]?\$?[\d,]+', s)):
-                return f"before '{w}'"
-            elif len(w) == 1 and re.match(r'[ \t]*(?:[-+−*/^_=(]|\\cdot)', t[m.end():m.end() + 10]):
-                return f"before the variable '{w}'"                # `= -3/5 m + n`
+# %% ../nbs/07_steps.ipynb #7a8bd82d
+class _Where(NamedTuple):
+    "A side `t[a:b]` of the run `run` in the text `t[lo:hi]`."
+    t: str                  # the text
+    a: int                  # start of the side
+    b: int                  # end of the side
+    run: tuple[int, int]    # span of the run
+    lo: int                 # start of the part of `t` being read
+    hi: int                 # end of that part
+    first: bool = True      # the side opens the run
+    last: bool = True       # the side closes the run
+    def moved(self, a: int, b: int) -> _Where: return _Where(self.t, a, b, *self[3:])   # the side `t[a:b]` instead
+    @property
+    def side(self) -> str: return self.t[self.a:self.b]
+    @property
+    def before(self) -> str:       # what precedes the side on its line (40 characters at most), spaces and `$` dropped
+        s = self.t[max(self.lo, self.a - 40):self.a]
+        return s[s.rfind('\n') + 1:].rstrip(' \t$')
+    @property
+    def after(self) -> str: return self.t[self.b:min(self.hi, self.b + 40)].lstrip(' \t$')   # what follows, likewise
+
+# %% ../nbs/07_steps.ipynb #84aa91b3
+_FREE_BEFORE = '"“‘«*>'             # may touch a run's start (`>`: a tag such as <think>); anything else glues it
+
+def _glued_before(w: _Where) -> str:
+    "The run starts inside a word or a symbol: `12:30 = 750`, `f'(2) = 7`."
+    r, t = w.run[0], w.t
+    glued = r > w.lo and t[r] not in ' \t!' and not t[r - 1].isspace() and t[r - 1] not in _FREE_BEFORE
+    return 'glued to what precedes' if glued else ''
+
+# %% ../nbs/07_steps.ipynb #a99bc9c2
+_BINOP = re.compile(r'[+*/^×÷·⋅∙]|\\(?:times|cdot|div)(?![A-Za-z])')
+_WS = ' \t'
+
+def _operator_first(w: _Where) -> str:
+    "The side opens with a binary operator, or a minus and a space: `x + 3 = 7` leaves `+ 3`."
+    s = w.side
+    operator = _BINOP.match(s) or (s[0] in '-−–' and len(s) > 1 and s[1] in _WS)
+    return 'its left operand is outside' if operator else ''
+
+# %% ../nbs/07_steps.ipynb #dea3a018
+def _continues_above(w: _Where) -> str:
+    "The side opens its line, and the line above goes on into it: `1 - \\frac12 -⏎\\frac15 = ...`."
+    return 'continues the previous line' if _continues(_line_before(w.t, w.a, w.lo)) else ''
+
+# %% ../nbs/07_steps.ipynb #0b1b794d
+_MUL_SYMBOLS = '|√∛∜π∑∏'            # next to a side (even after a space) they make it an operand: `= 1/2 |AB|`
+
+def _symbol_before(w: _Where) -> str:
+    "The side follows one of `_MUL_SYMBOLS` (not a table's `|`), or `#`, `@`, `~`: `0 \\# 11 = 11`."
+    before = w.before
+    prev = before[-1:]
+    if prev and prev in _MUL_SYMBOLS and (prev != '|' or before[-2:-1].strip()): return f'next to {prev}'
+    return f'next to {prev}' if prev and prev in '#@~' else ''
+
+# %% ../nbs/07_steps.ipynb #003d8b4f
+_BEFORE = re.compile(r'(\\?[A-Za-z]+)[ \t$]*\Z')             # the word (or command) a side follows
+
+def _minus_after_operand(w: _Where) -> str:
+    "The side opens with a minus after an operand: `x -3 = 4`."
+    if w.side[0] not in '-−–': return ''
+    before = w.before
+    prev, m = before[-1:], _BEFORE.search(before)
+    return 'its left operand is outside' if prev.isdigit() or prev in ')]}.' or (m and len(m[1]) == 1) else ''
+
+# %% ../nbs/07_steps.ipynb #d6598928
+_BARE = re.compile(r'[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
+
+def _word_before(w: _Where) -> str:
+    "The side follows a command, an operator word, a preposition (when it is a bare number) or a variable."
+    before = w.before
+    if not (m := _BEFORE.search(before)): return ''
+    word, pre = m[1], before[:m.start(1)][-1:]
+    if word.startswith('\\'): return f'next to {word}' if word[1:] not in QUIET_COMMANDS else ''
+    if word.lower() in BEFORE_WORDS or (word.lower() in BARE_BEFORE_WORDS and _BARE.fullmatch(w.side)):
+        return f"after '{word}'"
+    if len(word) == 1 and pre not in ("'", '’') and (word not in 'aAI' or (pre and pre in '_^{\\')):
+        return f"after the variable '{word}'"
     return ''
 
-def _trim(t: str, a: int, b: int, first: bool, last: bool, lo: int, hi: int) -> tuple[int, int, str]:
-    "Drop spaces, bullets, bold marks and stray end brackets around the side `t[a:b]`; (a, b, why)."
-    def strip(a, b):
-        while True:
-            a0, b0 = a, b
-            while a < b and t[a] in ' \t$&': a += 1
-            while b > a and t[b - 1] in ' \t$&': b -= 1
-            if t.startswith(('\\[', '\\('), a): a += 2                 # display-math delimiters
-            if b - a >= 2 and t[b - 2:b] in ('\\]', '\\)'): b -= 2
-            if (a, b) == (a0, b0): return a, b
-    a, b = strip(a, b)
-    if (first and b - a > 1 and t[a] in '-*' and t[a + 1] in _WS and not t[max(lo, t.rfind('\n', lo, a) + 1):a].strip()
+# %% ../nbs/07_steps.ipynb #882d4166
+def _operator_last(w: _Where) -> str:
+    "The side ends with an operator: `z = 12 + x` leaves `12 +`."
+    s = w.side
+    operator = _BINOP.search(s[-1]) or s[-1] in '-−–' or re.search(r'\\(?:times|cdot|div)\Z', s)
+    return 'its right operand is outside' if operator else ''
+
+# %% ../nbs/07_steps.ipynb #c4c77bed
+_FREE_AFTER = '.,;:?"”’»*<'         # may touch a run's end (commands are judged by name)
+
+def _glued_after(w: _Where) -> str:
+    "The side ends its run inside a word or a symbol: `= 12cm`, `= 0.ababab`, `= 12:30`."
+    t, b = w.t, w.b
+    if b != w.run[1] or b >= w.hi: return ''
+    c = t[b]
+    if c.isalpha() or (c == '.' and t[b + 1:b + 2].isalnum()): return 'glued to the word after'
+    if c in ':,' and t[b + 1:b + 2].isdigit(): return 'glued to what follows'
+    return 'glued to what follows' if not c.isspace() and c not in _FREE_AFTER and c != '\\' else ''
+
+# %% ../nbs/07_steps.ipynb #f7375762
+def _continues_below(w: _Where) -> str:
+    "The side ends its line, and the next line goes on from it: `= 1 + 6 \\\\⏎&\\quad + 20`."
+    after = _line_after(w.t, w.b, w.hi)
+    aligned = re.sub(r'^&?(?:\s|\\q?quad(?![A-Za-z]))*', '', after)
+    goes_on = _NEXT_OP.match(aligned) or (aligned != after and aligned[:1] in '-−')
+    return 'continues on the next line' if goes_on else ''
+
+# %% ../nbs/07_steps.ipynb #3761c796
+def _symbol_after(w: _Where) -> str:
+    "The side precedes one of `_MUL_SYMBOLS` (not a table's `|`), or `#`, `@`, `~`: `= 1/2 |AB|`, `= 2 √3`."
+    after = w.after
+    nxt = after[:1]
+    if nxt and nxt in _MUL_SYMBOLS and (nxt != '|' or after[1:2].strip()): return f'next to {nxt}'
+    return f'next to {after[:2].strip()}' if re.match(r'\\?[#@~]', after) else ''
+
+# %% ../nbs/07_steps.ipynb #e4b9a2a0
+_AFTER = re.compile(r'[ \t$]*(\\?[A-Za-z]+)')                # the word (or command) that follows a side
+
+def _word_after(w: _Where) -> str:
+    "The side precedes a command, an operator word, `of` (when it is not a whole number) or a variable and an operator."
+    t = w.t
+    if not (m := _AFTER.match(t, w.b, w.hi)): return ''
+    word, rest = m[1], t[m.end():m.end() + 30]
+    if word.startswith('\\'):
+        if word[1:] not in QUIET_COMMANDS: return f'next to {word}'
+        x = re.match(r'\{\s*([A-Za-z]+)', rest)                     # `= 16\text{ remainder }29`
+        return f"before '{x[1]}'" if x and x[1].lower() in AFTER_WORDS else ''
+    if word.lower() in AFTER_WORDS or (word.lower() == 'of' and not re.fullmatch(r'[-−]?\$?[\d,]+', w.side)):
+        return f"before '{word}'"
+    if len(word) == 1 and re.match(r'[ \t]*(?:[-+−*/^_=(]|\\cdot)', rest[:10]): return f"before the variable '{word}'"
+    return ''
+
+# %% ../nbs/07_steps.ipynb #69e451d3
+_FIRST_RULES = (_glued_before, _operator_first, _continues_above, _symbol_before, _minus_after_operand, _word_before)
+_LAST_RULES = (_operator_last, _glued_after, _continues_below, _symbol_after, _word_after)
+
+def _context(w: _Where) -> str:
+    "Why the side `w` at an end of its run cannot be read on its own ('' when it can)."
+    rules = (_FIRST_RULES if w.first else ()) + (_LAST_RULES if w.last else ())
+    for rule in rules:
+        if why := rule(w): return why
+    return ''
+
+# %% ../nbs/07_steps.ipynb #cd1c18cd
+def _strip(t: str, a: int, b: int) -> tuple[int, int]:
+    "The span `t[a:b]` without spaces, `$`, `&` and display-math delimiters at its ends."
+    while True:
+        a0, b0 = a, b
+        while a < b and t[a] in ' \t$&': a += 1
+        while b > a and t[b - 1] in ' \t$&': b -= 1
+        if t.startswith(('\\[', '\\('), a): a += 2                 # display-math delimiters
+        if b - a >= 2 and t[b - 2:b] in ('\\]', '\\)'): b -= 2
+        if (a, b) == (a0, b0): return a, b
+
+# %% ../nbs/07_steps.ipynb #0497e1e1
+def _unmark(w: _Where) -> _Where:
+    "The side `w` stripped, without a markdown bullet or bold marks, nor an exclamation mark."
+    t, lo = w.t, w.lo
+    a, b = _strip(t, w.a, w.b)
+    if (w.first and b - a > 1 and t[a] in '-*' and t[a + 1] in _WS and not t[max(lo, t.rfind('\n', lo, a) + 1):a].strip()
             and not _continues(_line_before(t, a, lo))):
-        a, b = strip(a + 1, b)                                      # a markdown bullet
-    if t.startswith('**', a): a, b = strip(a + 2, b)
-    if b - a >= 2 and t[b - 2:b] == '**': a, b = strip(a, b - 2)
-    if first:
-        while a < b and t[a] in '!%': a, b = strip(a + 1, b)       # 'Yes! 3 + 4 = 7'
-    if last and b > a and t[b - 1] == '!' and (b == hi or t[b].isspace() or t[b] in '"”'):
-        a, b = strip(a, b - 1)                                      # '= 7! So': excitement, not a factorial
+        a, b = _strip(t, a + 1, b)                                  # a markdown bullet
+    if t.startswith('**', a): a, b = _strip(t, a + 2, b)
+    if b - a >= 2 and t[b - 2:b] == '**': a, b = _strip(t, a, b - 2)
+    if w.first:
+        while a < b and t[a] in '!%': a, b = _strip(t, a + 1, b)   # 'Yes! 3 + 4 = 7'
+    if w.last and b > a and t[b - 1] == '!' and (b == w.hi or t[b].isspace() or t[b] in '"”'):
+        a, b = _strip(t, a, b - 1)                                  # '= 7! So': excitement, not a factorial
+    return w.moved(a, b)
+
+# %% ../nbs/07_steps.ipynb #61fbbf1d
+def _unbracket(w: _Where) -> tuple[_Where, str]:
+    "The side `w` without the unmatched brackets at the ends of its run, and why it cannot be read ('' when it can)."
+    t, a, b = w.t, w.a, w.b
     while a < b:
         u = _unmatched(t[a:b])
         if not u: break
-        if first and u[0] == 0 and t[a] in _OPEN: a, b = strip(a + 1, b)
-        elif last and u[-1] == b - a - 1 and (t[b - 1] in _CLOSE or (t[b - 2:b - 1].isspace() and
-                                               re.match(r'[ \t]*[A-Za-z]{2,}', t[b:b + 20]))):
-            a, b = strip(a, b - 1)                                  # '(so 3 + 4 = 7)', '= 7 (since'
-        else: return a, b, 'unbalanced brackets'
-    return a, b, ''
+        if w.first and u[0] == 0 and t[a] in _OPEN: a, b = _strip(t, a + 1, b)
+        elif w.last and u[-1] == b - a - 1 and (t[b - 1] in _CLOSE or (t[b - 2:b - 1].isspace() and
+                                                 re.match(r'[ \t]*[A-Za-z]{2,}', t[b:b + 20]))):
+            a, b = _strip(t, a, b - 1)                              # '(so 3 + 4 = 7)', '= 7 (since'
+        else: return w.moved(a, b), 'unbalanced brackets'
+    return w.moved(a, b), ''
+
+def _trim(w: _Where) -> tuple[_Where, str]:
+    "Drop spaces, bullets, bold marks and stray end brackets around the side `w`; and why it cannot be read."
+    return _unbracket(_unmark(w))
 
 # %% ../nbs/07_steps.ipynb #97bce7fe
 @dataclass
@@ -335,24 +474,30 @@ class Step:
     why: str = ''                    # why it is unchecked ('' when checked)
     sentence: str = ''               # the sentence (or line) it stands in
 
-    def __repr__(self):
-        v = {True: 'holds', False: 'WRONG', None: f'unchecked ({self.why})'}[self.holds]
-        return f'Step({self.i}, {self.expr!r}, {v}, line {self.line})'
+# %% ../nbs/07_steps.ipynb #522173b2
+@patch
+def __repr__(self: Step):
+    "`Step(i, expr, holds|WRONG|unchecked (why), line n)`"
+    v = {True: 'holds', False: 'WRONG', None: f'unchecked ({self.why})'}[self.holds]
+    return f'Step({self.i}, {self.expr!r}, {v}, line {self.line})'
 
 # %% ../nbs/07_steps.ipynb #d45ea79b
 _LITERAL = re.compile(r'[-−+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d+))?(%?)')
 
-def _readings(side: str, v: Fraction, round_tol: float, approx: bool, trunc: bool = False) -> list[tuple[Fraction, Fraction]]:
+def _readings(side: str,          # a side as written
+              v: Fraction,        # its exact value
+              round_tol: float,   # a rounded decimal may be off by this many units of its last digit
+              approx: bool,       # written with ≈: an integer is rounded too
+              trunc: bool = False # followed by `...`: off by one unit of its last digit
+             ) -> list[tuple[Fraction, Fraction]]:
     "The `(value, tolerance)` readings of a side whose exact value is `v`."
     s = re.sub(r'\s|\\[,;:! ]', '', _DROP.sub('', side)).replace('{,}', ',').replace('\\%', '%').strip('{}')
-    m, out = _LITERAL.fullmatch(s), []
-    tol = Fraction(0)
+    m, tol = _LITERAL.fullmatch(s), Fraction(0)
     if m and (m[1] or approx or trunc): tol = Fraction(1 if trunc else round_tol) / 10 ** len(m[1] or '')
-    pct = s.endswith('%')
-    out.append((v, tol / 100 if pct else tol))
-    if pct: out.append((v * 100, tol))
-    return out
+    if not s.endswith('%'): return [(v, tol)]
+    return [(v, tol / 100), (v * 100, tol)]                 # `25%` is 1/4, or the number 25
 
+# %% ../nbs/07_steps.ipynb #2b9c8c5f
 def _agree(lhs: str, lv: Fraction, rhs: str, rv: Fraction, approx: bool, round_tol: float, approx_tol: float,
            trunc: bool = False) -> bool:
     "Whether the sides `lhs` (value `lv`) and `rhs` (value `rv`) agree, by the rules above."
@@ -364,6 +509,42 @@ def _agree(lhs: str, lv: Fraction, rhs: str, rv: Fraction, approx: bool, round_t
     return False
 
 # %% ../nbs/07_steps.ipynb #cf22a7fe
+class _Side(NamedTuple):
+    "One side of a run, as read."
+    a: int                    # start in the text
+    b: int                    # end in the text
+    value: Fraction | None    # its exact value; None: not read
+    why: str                  # why it is not read ('' when it is)
+    digit: bool               # it has a digit (a step needs one on a side)
+    trunc: bool               # it ends the run and `...` follows: a truncated value
+
+def _widen(w: _Where) -> _Where:
+    "The side `w` with the word (or symbol) next to its outer end(s), that blocks it."
+    t, a, b = w.t, w.a, w.b
+    if w.first and (m := re.search(r'([^\s$&]{1,30})[ \t&]*\Z', t[max(w.lo, a - 40):a])): a = a - len(m[0])
+    if w.last and (m := re.match(r'[ \t]*([^\s$]{1,30})', t[b:min(w.hi, b + 40)])): b = b + m.end()
+    return w.moved(a, b)
+
+# %% ../nbs/07_steps.ipynb #9110743b
+def _read(w: _Where,      # a side, cut at the separators of its run
+          max_len: int,   # a longer side is not read
+          eval_kw: dict,  # bounds for `evaluate`
+         ) -> _Side:
+    "The side `w` trimmed, judged in its context and evaluated."
+    digit, why, v = bool(re.search(r'\d', w.side)), '', None
+    if w.b - w.a > max_len: why = f'longer than {max_len} characters'
+    else:
+        w, why = _trim(w)
+        if not why and w.a == w.b: why = 'empty'
+        if not why and (w.first or w.last): why = _context(w)
+        if why and why != 'unbalanced brackets': w = _widen(w)       # show the word that blocks it
+        if not why and not digit: why = 'no number'
+        if not why:
+            try: v = evaluate(w.side, max_len=max_len, **eval_kw)
+            except ExprError as e: why = str(e)
+    return _Side(w.a, w.b, v, why, digit, w.last and w.t.startswith(('...', '…'), w.b))
+
+# %% ../nbs/07_steps.ipynb #663c1e8b
 def _runs(t: str, lo: int, hi: int):
     "The runs of the lines of `t[lo:hi]` that have a separator (the others cannot hold a step)."
     done = lo
@@ -375,44 +556,44 @@ def _runs(t: str, lo: int, hi: int):
         done = hi if end < 0 else end
         yield from _RUN.finditer(t, start, done)
 
-def _sides(t: str, lo: int, hi: int, max_len: int, eval_kw: dict, budget: list[int]):
-    "Yield, for each run of `t[lo:hi]` with an `=`, its sides `(a, b, value, why, has_digit, truncated)` and separators."
-    for run in _runs(t, lo, hi):
-        if budget[0] <= 0: return
-        seps = []
-        for m in _SEP.finditer(t, run.start(), run.end()):
-            seps.append(m)
-            if len(seps) >= budget[0]: break
-        if not seps:                                    # only the last side of a chain going on in the next line
-            if not _LEADING_SEP.match(_line_after(t, run.end(), hi)): continue
-            seps, n = [], 1
-        cuts = [run.start()] + [x for m in seps for x in m.span()] + [run.end() if len(seps) < budget[0] else seps[-1].end()]
-        sides, n = [], len(seps) + 1
-        budget[0] -= n
-        for k in range(n):
-            a, b = cuts[2 * k], cuts[2 * k + 1]
-            first, last, digit = k == 0, k == n - 1, bool(re.search(r'\d', t[a:b]))
-            why, v = '', None
-            if b - a > max_len: why = f'longer than {max_len} characters'
-            else:
-                a, b, why = _trim(t, a, b, first, last, lo, hi)
-                if not why and a == b: why = 'empty'
-                if not why and (first or last): why = _context(t, a, b, first, last, run.span(), lo, hi)
-                if why and (first or last) and why != 'unbalanced brackets':   # show the word that blocks it
-                    if first and (m := re.search(r'([^\s$&]{1,30})[ \t&]*\Z', t[max(lo, a - 40):a])): a = a - len(m[0])
-                    if last and (m := re.match(r'[ \t]*([^\s$]{1,30})', t[b:min(hi, b + 40)])): b = b + m.end()
-                if not why and not digit: why = 'no number'
-                if not why:
-                    try: v = evaluate(t[a:b], max_len=max_len, **eval_kw)
-                    except ExprError as e: why = str(e)
-            sides.append((a, b, v, why, digit, last and t.startswith(('...', '…'), b)))
-        ls = max(lo, t.rfind('\n', lo, run.start()) + 1)
-        lead = bool(seps) and (m := _LEADING_SEP.match(t, ls)) is not None and m.end() == seps[0].end()
-        yield sides, [m.group() for m in seps], (ls if lead else None)
+@dataclass
+class _Budget:
+    "How many more sides may be read."
+    left: int
 
+# %% ../nbs/07_steps.ipynb #d7e76110
+class _Chain(NamedTuple):
+    "The sides of one run and the separators between them."
+    sides: list[_Side]      # the sides, in order
+    seps: list[str]         # the separators: `=`, `≈`, `\approx`
+    lead: int | None        # start of the run's line when that opens with the first separator (`&= 6`), else None
+    t: str                  # the text the sides index
+    base: int = 0           # offset of `t` in the whole text (that of a `<<...>>` annotation)
+    kind: str = 'text'      # 'text', or 'calc' for an annotation
+
+def _lead(t: str, lo: int, run: re.Match, seps: list[re.Match]) -> int | None:
+    "The start of the line of `run` when it opens with the run's first separator, else None."
+    ls = max(lo, t.rfind('\n', lo, run.start()) + 1)
+    m = _LEADING_SEP.match(t, ls) if seps else None
+    return ls if m and m.end() == seps[0].end() else None
+
+# %% ../nbs/07_steps.ipynb #b5e7dd9e
+def _sides(t: str, lo: int, hi: int, max_len: int, eval_kw: dict, budget: _Budget):
+    "Yield the `_Chain` of each run of `t[lo:hi]` with a separator, or going on in the next line, while `budget` lasts."
+    for run in _runs(t, lo, hi):
+        if budget.left <= 0: return
+        seps = list(islice(_SEP.finditer(t, run.start(), run.end()), budget.left))
+        if not seps and not _LEADING_SEP.match(_line_after(t, run.end(), hi)): continue   # no chain
+        end = run.end() if len(seps) < budget.left else seps[-1].end()
+        cuts = [run.start(), *(x for m in seps for x in m.span()), end]
+        n = len(seps) + 1
+        budget.left -= n
+        sides = [_read(_Where(t, a, b, run.span(), lo, hi, k == 0, k == n - 1), max_len, eval_kw)
+                 for k, (a, b) in enumerate(zip(cuts[::2], cuts[1::2]))]
+        yield _Chain(sides, [m.group() for m in seps], _lead(t, lo, run, seps), t)
+
+# %% ../nbs/07_steps.ipynb #aa58abd1
 _SENT_END = re.compile(r'[.!?](?=\s)|\n')
-_JOIN = re.compile(r'[\s$&]*(?:\\\\)?[\s$&]*')       # between a line's last side and an `&= ...` or `= ...` line
-_LEADING_SEP = re.compile(r'[ \t$&]*(?:\\\[)?[ \t$&]*(?:=|≈|\\approx(?![A-Za-z]))')
 
 def _sentence(t: str, a: int, b: int, width: int = 300) -> str:
     "The sentence (or line) of `t` around `t[a:b]`, at most `width` characters either side."
@@ -423,7 +604,45 @@ def _sentence(t: str, a: int, b: int, width: int = 300) -> str:
     e = (m.start() if m.group() == '\n' else m.end()) if m else min(len(t), b + width)
     return t[s:e].strip()
 
-# %% ../nbs/07_steps.ipynb #9110743b
+# %% ../nbs/07_steps.ipynb #af28087e
+def _chains(text: str, calc: bool, max_len: int, eval_kw: dict, budget: _Budget) -> list[_Chain]:
+    "The chains of `text` and (when `calc`) of its `<<...>>` annotations, in the order they are written."
+    found, plain = [], text
+    if calc and '<<' in text:
+        for m in _CALC.finditer(text):
+            found += [c._replace(lead=None, base=m.start(1), kind='calc')
+                      for c in _sides(m[1], 0, len(m[1]), max_len, eval_kw, budget)]
+        plain = _CALC.sub(lambda m: ' ' * len(m[0]), text)              # blanked out: the text around is read too
+    found += _sides(plain, 0, len(plain), max_len, eval_kw, budget)
+    return sorted(found, key=lambda c: c.sides[0].a + c.base)
+
+# %% ../nbs/07_steps.ipynb #bcec290e
+_JOIN = re.compile(r'[\s$&]*(?:\\\\)?[\s$&]*')       # between a line's last side and an `&= ...` or `= ...` line
+
+def _joined(chains: list[_Chain]):
+    "The chains, a text chain opening its line with a separator taking the last side of the chain above as first."
+    prev = None
+    for c in chains:
+        if c.kind == 'text':
+            if (prev and c.lead is not None and _JOIN.fullmatch(c.t[prev.b:c.lead])
+                    and c.t.count('\n', prev.b, c.lead) == 1):
+                c = c._replace(sides=[prev] + c.sides[1:])      # '2 \cdot 3 \\ &= 6': the chain goes on
+            prev = c.sides[-1]
+        yield c
+
+# %% ../nbs/07_steps.ipynb #881888f0
+def _step(i: int, text: str, c: _Chain, l: _Side, r: _Side, sep: str, newlines: list[int],
+          round_tol: float, approx_tol: float) -> Step:
+    "Step `i` of `text`: the sides `l` and `r` of the chain `c`, checked."
+    approx, lhs, rhs = sep != '=', c.t[l.a:l.b].strip(), c.t[r.a:r.b].strip()
+    holds = None if l.value is None or r.value is None else _agree(lhs, l.value, rhs, r.value, approx, round_tol,
+                                                                   approx_tol, r.trunc)
+    why = '; '.join(f'{n}: {w}' for n, w in (('lhs', l.why), ('rhs', r.why)) if w)
+    a, b = c.base + l.a, c.base + r.b
+    return Step(i, text[a:b], lhs, rhs, l.value, r.value, holds, a, b, line=bisect.bisect(newlines, a), kind=c.kind,
+                approx=approx, why=why, sentence=_sentence(text, a, b))
+
+# %% ../nbs/07_steps.ipynb #ff175bb7
 def check_steps(text: str,                 # a chain of thought, a solution, any text
                 round_tol: float = 0.5,    # a rounded decimal may be off by this many units of its last digit
                 approx_tol: float = 0.01,  # relative tolerance of a step written with ≈
@@ -434,31 +653,13 @@ def check_steps(text: str,                 # a chain of thought, a solution, any
                ) -> list[Step]:
     "Every equality step of `text`, in order, each checked where both sides are numeric."
     if not isinstance(text, str): raise TypeError(f'expected a string, got {type(text).__name__}')
-    found, plain, budget = [], text, [2 * max_steps + 2]    # sides to read at most: enough for max_steps steps
-    if calc and '<<' in text:
-        for m in _CALC.finditer(text):
-            found += [(sides, seps, m.start(1), 'calc', m[1], None)
-                      for sides, seps, _ in _sides(m[1], 0, len(m[1]), max_len, kwargs, budget)]
-        plain = _CALC.sub(lambda m: ' ' * len(m[0]), text)
-    found += [(sides, seps, 0, 'text', plain, lead) for sides, seps, lead in _sides(plain, 0, len(plain), max_len, kwargs, budget)]
-    found.sort(key=lambda f: f[0][0][0] + f[2])
-    newlines = [m.start() for m in re.finditer('\n', text)]
-    steps, prev = [], None
-    for sides, seps, base, kind, t, lead in found:
-        if kind == 'text':
-            if prev and lead is not None and _JOIN.fullmatch(t[prev[1]:lead]) and t.count('\n', prev[1], lead) == 1:
-                sides = [prev] + sides[1:]                  # '2 \cdot 3 \\ &= 6': the chain goes on in the next line
-            prev = sides[-1]
-        for (la, lb, lv, lwhy, ld, _), (ra, rb, rv, rwhy, rd, trunc), sep in zip(sides, sides[1:], seps):
-            if not (ld or rd): continue
+    chains = _chains(text, calc, max_len, kwargs, _Budget(2 * max_steps + 2))   # sides: enough for max_steps steps
+    newlines, steps = [m.start() for m in re.finditer('\n', text)], []
+    for c in _joined(chains):
+        for l, r, sep in zip(c.sides, c.sides[1:], c.seps):
+            if not (l.digit or r.digit): continue
             if len(steps) >= max_steps: return steps
-            approx = sep != '='
-            lhs, rhs = t[la:lb].strip(), t[ra:rb].strip()
-            holds = None if lv is None or rv is None else _agree(lhs, lv, rhs, rv, approx, round_tol, approx_tol, trunc)
-            why = '; '.join(f'{n}: {w}' for n, w in (('lhs', lwhy), ('rhs', rwhy)) if w)
-            a, b = base + la, base + rb
-            steps.append(Step(len(steps), text[a:b], lhs, rhs, lv, rv, holds, a, b, bisect.bisect(newlines, a), kind,
-                              approx, why, _sentence(text, a, b)))
+            steps.append(_step(len(steps), text, c, l, r, sep, newlines, round_tol, approx_tol))
     return steps
 
 # %% ../nbs/07_steps.ipynb #e83b113b
@@ -485,6 +686,8 @@ ERROR_TYPES = {
                              'not a number): a setup or reasoning error that arithmetic checking cannot locate',
 }
 COMMON_CONSTANTS = frozenset(map(Fraction, [*range(11), 12, 24, 30, 60, 100, 1000, 7, 52, 365, 3600]))
+
+# %% ../nbs/07_steps.ipynb #ac2bac91
 _WORD_NUMBERS = {**{w: i for i, w in enumerate('zero one two three four five six seven eight nine ten eleven twelve '
                                                 'thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty'.split())},
                  'thirty': 30, 'forty': 40, 'fifty': 50, 'sixty': 60, 'seventy': 70, 'eighty': 80, 'ninety': 90,
@@ -505,9 +708,31 @@ def _values(answer: str) -> list[Fraction]:
     return [v, v * 100] if answer.rstrip().endswith('%') else [v]
 
 # %% ../nbs/07_steps.ipynb #66602e44
+class _Attempt(NamedTuple):
+    "The steps and the final answer of an attempt."
+    text: str                   # the attempt
+    steps: list[Step]           # its steps
+    checked: list[Step]         # those checked
+    wrong: list[Step]           # those checked that do not hold
+    corrected: list[int]        # the indices of the wrong ones redone correctly later
+    first: Step | None          # the first wrong step not corrected
+    answer: str | None          # the final answer (None: none)
+
+def _attempt(text: str, think: tuple[str, str] | None, kwargs: dict) -> _Attempt:
+    "Read `text` with `check_steps(text, **kwargs)` and `extract_answer`."
+    steps = check_steps(text, **kwargs)
+    checked = [s for s in steps if s.holds is not None]
+    wrong = [s for s in checked if not s.holds]
+    redone = {re.sub(r'\s', '', t.lhs): t.i for t in checked if t.holds}        # left side -> its last holding step
+    corrected = [s.i for s in wrong if redone.get(re.sub(r'\s', '', s.lhs), -1) > s.i]
+    first = next((s for s in wrong if s.i not in corrected), None)
+    return _Attempt(text, steps, checked, wrong, corrected, first, extract_answer(text, think=think))
+
+# %% ../nbs/07_steps.ipynb #04b2e0a9
 _BOX = re.compile(r'\\(?:boxed|fbox)\s*\{')
 
 def _skip_space(t: str, i: int) -> int:
+    "The first position from `i` on that is not a space."
     while i < len(t) and t[i].isspace(): i += 1
     return i
 
@@ -518,6 +743,30 @@ def _is_correct(attempt, answer, gold, rel_tol, think):
     if gv and av: return any(numbers_match(a, gv[0], rel_tol) for a in av)
     return grade(attempt, gold, rel_tol=rel_tol, think=think)
 
+# %% ../nbs/07_steps.ipynb #693b6c4c
+def _copied(r: _Attempt) -> tuple[bool, Fraction | None]:
+    "Whether the boxed answer is neither computed by a step nor written before the box; and the last result computed."
+    holding = [s for s in r.checked if s.holds and not s.approx]
+    computed = {v for s in holding for v in (s.lhs_value, s.rhs_value)}
+    last = holding[-1].rhs_value if holding else None
+    avs = _values(r.answer) if r.answer is not None else []
+    t = r.text
+    box = [m.start() for m in _BOX.finditer(t) if avs and t.startswith(r.answer, _skip_space(t, m.end()))]
+    before = _numbers(t[:box[-1]]) if box else set()
+    return bool(box) and last is not None and not any(v in before or v in computed for v in avs), last
+
+# %% ../nbs/07_steps.ipynb #31c80061
+def _error_type(r: _Attempt, correct: bool, copied: bool, last: Fraction | None, think) -> tuple[str, str]:
+    "The type of the attempt `r` (the first of `ERROR_TYPES` that applies) and a note saying why."
+    if correct: return 'correct', ''
+    if r.answer is None:
+        cut = bool(think) and think[0] in r.text and think[1] not in r.text
+        return 'no_answer', 'cut off inside the reasoning block' if cut else 'no boxed answer'
+    if (f := r.first) is not None: return 'arithmetic', f'{f.lhs} is {f.lhs_value}, not {f.rhs_value}'
+    if copied: return 'answer_copy', f'boxed {r.answer}, written nowhere before; the last computed result is {last}'
+    return 'final_answer_mismatch', 'every checked step holds' if r.checked else 'no step could be checked'
+
+# %% ../nbs/07_steps.ipynb #d103a5b0
 def _suspect(steps: list[Step], question: str, constants) -> tuple[Step, Fraction] | tuple[None, None]:
     "The first checked step with an operand found neither in `question`, nor earlier steps, nor `constants`."
     known = _numbers(question) | set(constants)
@@ -528,6 +777,21 @@ def _suspect(steps: list[Step], question: str, constants) -> tuple[Step, Fractio
         known |= _numbers(s.lhs) | _numbers(s.rhs) | {v for v in (s.lhs_value, s.rhs_value) if v is not None}
     return None, None
 
+# %% ../nbs/07_steps.ipynb #36b90b9f
+def _report(r: _Attempt, typ: str, note: str, correct, last: Fraction | None, sus: Step | None,
+            num: Fraction | None) -> dict:
+    "The result of `localise_error`: plain values (numbers as strings), so it can be written to JSON as it is."
+    out = dict(type=typ, correct=bool(correct), answer=r.answer, note=note, step=None, text=None, expected=None,
+               written=None, offset=None, line=None, sentence=None, n_steps=len(r.steps), n_checked=len(r.checked),
+               n_wrong=len(r.wrong), corrected=r.corrected, last_result=None if last is None else str(last),
+               suspect=sus.i if sus else None, suspect_text=sus.expr if sus else None,
+               suspect_number=None if num is None else str(num))
+    if (f := r.first) is not None:
+        out.update(step=f.i, text=f.expr, expected=str(f.lhs_value), written=str(f.rhs_value), offset=f.offset,
+                   line=f.line, sentence=f.sentence)
+    return out
+
+# %% ../nbs/07_steps.ipynb #2aa3d439
 def localise_error(attempt: str | None,           # the model's whole output
                    gold: str | int | float,       # the reference answer
                    question: str | None = None,   # the problem text (enables the `suspect` hint)
@@ -538,36 +802,9 @@ def localise_error(attempt: str | None,           # the model's whole output
                    **kwargs,                      # options of `check_steps`
                   ) -> dict:
     "The error type of `attempt` (see `ERROR_TYPES`) and its first wrong step, if any."
-    attempt = attempt or ''
-    steps = check_steps(attempt, **kwargs)
-    checked = [s for s in steps if s.holds is not None]
-    wrong = [s for s in checked if not s.holds]
-    redone = {re.sub(r'\s', '', t.lhs): t.i for t in checked if t.holds}        # left side -> its last holding step
-    corrected = [s.i for s in wrong if redone.get(re.sub(r'\s', '', s.lhs), -1) > s.i]
-    first = next((s for s in wrong if s.i not in corrected), None)
-    answer = extract_answer(attempt, think=think)
-    if correct is None: correct = _is_correct(attempt, answer, gold, rel_tol, think)
-    holding = [s for s in checked if s.holds and not s.approx]
-    computed = {v for s in holding for v in (s.lhs_value, s.rhs_value)}
-    last = holding[-1].rhs_value if holding else None
-    avs = _values(answer) if answer is not None else []
-    box = [m.start() for m in _BOX.finditer(attempt) if avs and attempt.startswith(answer, _skip_space(attempt, m.end()))]
-    before = _numbers(attempt[:box[-1]]) if box else set()
-    if correct: typ, note = 'correct', ''
-    elif answer is None:
-        cut = bool(think) and think[0] in attempt and think[1] not in attempt
-        typ, note = 'no_answer', 'cut off inside the reasoning block' if cut else 'no boxed answer'
-    elif first is not None: typ, note = 'arithmetic', f'{first.lhs} is {first.lhs_value}, not {first.rhs_value}'
-    elif box and last is not None and not any(v in before or v in computed for v in avs):
-        typ, note = 'answer_copy', f'boxed {answer}, written nowhere before; the last computed result is {last}'
-    else: typ, note = 'final_answer_mismatch', 'every checked step holds' if checked else 'no step could be checked'
-    sus, num = _suspect(steps, question, constants) if question else (None, None)
-    out = dict(type=typ, correct=bool(correct), answer=answer, note=note, step=None, text=None, expected=None,
-               written=None, offset=None, line=None, sentence=None, n_steps=len(steps), n_checked=len(checked),
-               n_wrong=len(wrong), corrected=corrected, last_result=None if last is None else str(last),
-               suspect=sus.i if sus else None, suspect_text=sus.expr if sus else None,
-               suspect_number=None if num is None else str(num))
-    if first is not None:
-        out.update(step=first.i, text=first.expr, expected=str(first.lhs_value), written=str(first.rhs_value),
-                   offset=first.offset, line=first.line, sentence=first.sentence)
-    return out
+    r = _attempt(attempt or '', think, kwargs)
+    if correct is None: correct = _is_correct(r.text, r.answer, gold, rel_tol, think)
+    copied, last = _copied(r)
+    typ, note = _error_type(r, correct, copied, last, think)
+    sus, num = _suspect(r.steps, question, constants) if question else (None, None)
+    return _report(r, typ, note, correct, last, sus, num)
