@@ -5,8 +5,10 @@
 # %% ../nbs/06_student.ipynb #eeb44679
 from __future__ import annotations
 import json, math, os, random, shutil, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from fastcore.basics import patch
 from .core import atomic_write_text, code_hash, progress_bar, set_seed, stable_hash
 from . import world
 from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_model, load_model,
@@ -14,12 +16,13 @@ from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_m
 
 # %% auto #0
 __all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'StudentRecipe', 'student_problems', 'student_conversations',
-           'tokenize_conversations', 'train_lm', 'generate_solutions', 'solve_accuracy', 'student_path',
-           'build_student', 'student_info', 'load_student']
+           'tokenize_conversations', 'train_lm', 'generate_solutions', 'solve_accuracy', 'student_path', 'student_info',
+           'build_student', 'load_student']
 
 # %% ../nbs/06_student.ipynb #5f40d592
 STUDENT_SIZES = {**TINY, 'initializer_range': 0.08}   # TINY, initialised wider (see the measurements)
 
+# %% ../nbs/06_student.ipynb #96267448
 @dataclass
 class StudentRecipe:
     "Everything that decides the base student; its hash names the cache folder."
@@ -41,9 +44,11 @@ class StudentRecipe:
     eval_n: int = 200                  # problems per split measured after training (0: none)
     version: int = 1                   # bump when the recipe's code changes meaning
 
-    def key(self) -> str:
-        "The hash that names this recipe's cache folder: its fields and the code that builds it (`core.code_hash`)."
-        return stable_hash([asdict(self), code_hash(['student'])])
+# %% ../nbs/06_student.ipynb #962bb1d5
+@patch
+def key(self: StudentRecipe) -> str:
+    "The hash that names this recipe's cache folder: its fields and the code that builds it (`core.code_hash`)."
+    return stable_hash([asdict(self), code_hash(['student'])])
 
 # %% ../nbs/06_student.ipynb #0c9237d9
 STUDENT_SEED_OFFSET = 10_000
@@ -52,21 +57,25 @@ def student_problems(recipe: StudentRecipe) -> list[dict]:
     "The world train problems `recipe` learns from."
     return world.generate(recipe.n_problems, 'train', seed=recipe.seed + STUDENT_SEED_OFFSET, levels=recipe.levels)
 
+# %% ../nbs/06_student.ipynb #2e319b9a
+def _student_chat(p: dict, rng: random.Random, recipe: StudentRecipe) -> list[dict]:
+    "The chat of world problem `p`, in an instruction form drawn from `rng` with the shares `recipe` gives."
+    q, short = p['question'], p['solution']
+    cot = lambda j: world.teacher_cot(q, seed=j)
+    if rng.random() < recipe.p_reference:
+        if rng.random() < recipe.p_reference_cot: return reference_messages(q, cot(0), cot(1))
+        return reference_messages(q, short, short)
+    if rng.random() < recipe.p_cot: return solve_messages(q, cot(0))
+    return solve_messages(q, short)
+
+# %% ../nbs/06_student.ipynb #cd53ef11
 def student_conversations(recipe: StudentRecipe, problems: list[dict] | None = None) -> list[list[dict]]:
     "One chat (messages) per world problem of `recipe`, in the mix of instruction forms it asks for."
     rng = random.Random(f'student-{recipe.seed}')
     probs = problems if problems is not None else student_problems(recipe)
-    convs = []
-    for i, p in enumerate(probs):
-        q, short = p['question'], p['solution']
-        cot = lambda j: world.teacher_cot(q, seed=j)
-        if rng.random() < recipe.p_reference:
-            if rng.random() < recipe.p_reference_cot: convs.append(reference_messages(q, cot(0), cot(1)))
-            else: convs.append(reference_messages(q, short, short))
-        elif rng.random() < recipe.p_cot: convs.append(solve_messages(q, cot(0)))
-        else: convs.append(solve_messages(q, short))
-    return convs
+    return [_student_chat(p, rng, recipe) for p in probs]
 
+# %% ../nbs/06_student.ipynb #47a87a76
 def tokenize_conversations(tokenizer, convs: list[list[dict]], max_len: int = 768) -> list[tuple[list[int], int]]:
     "`(input_ids, prompt_length)` per chat, dropping chats longer than `max_len` tokens."
     full = [tokenizer.apply_chat_template(c, tokenize=False) for c in convs]
@@ -77,25 +86,34 @@ def tokenize_conversations(tokenizer, convs: list[list[dict]], max_len: int = 76
     return [(x, p) for x, p in zip(ids, plen) if len(x) <= max_len]
 
 # %% ../nbs/06_student.ipynb #57558cbd
+def _epoch(examples, batch_size: int, rng: random.Random) -> list[list[int]]:
+    "One pass over `examples` as batches of indices: shuffled, sorted by length inside chunks of 20 batches, in random order."
+    idx = list(range(len(examples))); rng.shuffle(idx)
+    bs = []
+    for c in range(0, len(idx), batch_size * 20):
+        chunk = sorted(idx[c:c + batch_size * 20], key=lambda i: len(examples[i][0]))
+        bs += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(bs)
+    return bs
+
+# %% ../nbs/06_student.ipynb #6e4d5241
+def _pad(examples, b: list[int], pad_id: int):
+    "Examples `b` padded on the right: `(input_ids, attention_mask, labels)`, labels -100 on the prompt and the padding."
+    import torch
+    L = max(len(examples[i][0]) for i in b)
+    ids = torch.full((len(b), L), pad_id); lab = torch.full((len(b), L), -100)
+    att = torch.zeros((len(b), L), dtype=torch.long)
+    for j, i in enumerate(b):
+        x, p = examples[i]; n = len(x)
+        ids[j, :n] = torch.tensor(x); att[j, :n] = 1; lab[j, p:n] = torch.tensor(x[p:])
+    return ids, att, lab
+
 def _batches(examples, batch_size: int, rng: random.Random, pad_id: int):
     "Endless length-grouped padded batches `(input_ids, attention_mask, labels)`."
-    import torch
     while True:
-        idx = list(range(len(examples))); rng.shuffle(idx)
-        bs = []
-        for c in range(0, len(idx), batch_size * 20):
-            chunk = sorted(idx[c:c + batch_size * 20], key=lambda i: len(examples[i][0]))
-            bs += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-        rng.shuffle(bs)
-        for b in bs:
-            L = max(len(examples[i][0]) for i in b)
-            ids = torch.full((len(b), L), pad_id); lab = torch.full((len(b), L), -100)
-            att = torch.zeros((len(b), L), dtype=torch.long)
-            for j, i in enumerate(b):
-                x, p = examples[i]; n = len(x)
-                ids[j, :n] = torch.tensor(x); att[j, :n] = 1; lab[j, p:n] = torch.tensor(x[p:])
-            yield ids, att, lab
+        for b in _epoch(examples, batch_size, rng): yield _pad(examples, b, pad_id)
 
+# %% ../nbs/06_student.ipynb #cb88d87b
 class _ThreadPicker:
     "Times 1 and all torch threads for a few steps, keeps the faster, and re-times every `every` steps or on a slowdown."
     def __init__(self, threads, every: int = 100, probe: int = 3):
@@ -105,26 +123,72 @@ class _ThreadPicker:
         self.cur, self.start, self.ref, self.slow, self.times = self.max, 0, None, 0, {}
         self.steps_at = {}                       # thread count -> steps run with it (reported)
         torch.set_num_threads(self.cur)
-    def before(self, step: int):
-        "Choose the thread count for `step`."
-        import torch
-        if self.auto and self.max > 1:
-            i = step - self.start
-            if i == 0: self.times = {1: [], self.max: []}
-            if i < 2 * self.probe: self.cur = 1 if i < self.probe else self.max
-            elif i == 2 * self.probe:
-                mean = {t: sum(v) / len(v) for t, v in self.times.items()}
-                self.cur = min(mean, key=mean.get); self.ref = mean[self.cur]; self.slow = 0
-            torch.set_num_threads(self.cur)
-        self.steps_at[self.cur] = self.steps_at.get(self.cur, 0) + 1
-    def after(self, step: int, seconds_per_token: float):
-        "Record how fast `step` ran; a sustained slowdown (another job took a core) triggers a new timing."
-        if not self.auto or self.max == 1: return
-        i = step - self.start
-        if i < 2 * self.probe: self.times[self.cur].append(seconds_per_token); return
-        self.slow = self.slow + 1 if seconds_per_token > 2 * self.ref else 0
-        if self.slow >= 3 or i >= self.every: self.start = step + 1
 
+# %% ../nbs/06_student.ipynb #4964f153
+@patch
+def before(self: _ThreadPicker, step: int):
+    "Choose the thread count for `step`."
+    import torch
+    if self.auto and self.max > 1:
+        i = step - self.start
+        if i == 0: self.times = {1: [], self.max: []}
+        if i < 2 * self.probe: self.cur = 1 if i < self.probe else self.max
+        elif i == 2 * self.probe:
+            mean = {t: sum(v) / len(v) for t, v in self.times.items()}
+            self.cur = min(mean, key=mean.get); self.ref = mean[self.cur]; self.slow = 0
+        torch.set_num_threads(self.cur)
+    self.steps_at[self.cur] = self.steps_at.get(self.cur, 0) + 1
+
+# %% ../nbs/06_student.ipynb #1b61daca
+@patch
+def after(self: _ThreadPicker, step: int, seconds_per_token: float):
+    "Record how fast `step` ran; a sustained slowdown (another job took a core) triggers a new timing."
+    if not self.auto or self.max == 1: return
+    i = step - self.start
+    if i < 2 * self.probe: self.times[self.cur].append(seconds_per_token); return
+    self.slow = self.slow + 1 if seconds_per_token > 2 * self.ref else 0
+    if self.slow >= 3 or i >= self.every: self.start = step + 1
+
+# %% ../nbs/06_student.ipynb #54e0623b
+def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    "The learning rate of `step` (0-based) of `steps`: linear warm-up over `warmup` steps times a cosine from `lr` to 10 %."
+    return lr * min(1.0, (step + 1) / max(warmup, 1)) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
+
+def _train_step(model, opt, batch, lr: float) -> float:
+    "One optimiser step on `batch` at learning rate `lr`, the gradient norm clipped at 1; its loss."
+    import torch
+    for g in opt.param_groups: g['lr'] = lr
+    ids, att, lab = batch
+    loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+    loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
+    return loss.item()
+
+# %% ../nbs/06_student.ipynb #187fa5e4
+@contextmanager
+def _training(model, threads):
+    "The block runs with `model` in train mode and a `_ThreadPicker`; torch's thread count is set back after, and eval mode."
+    import torch
+    old_threads, picker = torch.get_num_threads(), _ThreadPicker(threads)
+    model.train()
+    try: yield picker
+    finally: torch.set_num_threads(old_threads)
+    model.eval()
+
+# %% ../nbs/06_student.ipynb #2e5e4805
+def _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress) -> list[float]:
+    "`train_lm`'s loop: AdamW on seeded length-grouped batches, each step on the thread count `picker` chooses; the losses."
+    import torch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
+    batches, losses, tqdm = _batches(examples, batch_size, random.Random(seed), pad_id), [], progress_bar()
+    with tqdm(range(steps), desc='training student', disable=not progress) as bar:
+        for step in bar:
+            picker.before(step); t0 = time.perf_counter(); batch = next(batches)
+            losses.append(_train_step(model, opt, batch, _lr_at(step, steps, lr, warmup)))
+            picker.after(step, (time.perf_counter() - t0) / batch[0].numel())
+            if step % 20 == 0: bar.set_postfix(loss=f'{sum(losses[-20:]) / len(losses[-20:]):.3f}', threads=picker.cur)
+    return losses
+
+# %% ../nbs/06_student.ipynb #8e70c001
 def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_ids, prompt_length)` examples
              pad_id: int,                    # the padding token id
              steps: int = 100,               # optimiser steps
@@ -138,30 +202,24 @@ def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_
              stats: dict | None = None       # if given, gets `threads`: the steps run with each thread count
             ) -> list[float]:
     "Train `model` in place on the completions of `examples`; return the loss of each step."
-    import torch
-    tqdm = progress_bar()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
-    batches, losses = _batches(examples, batch_size, random.Random(seed), pad_id), []
-    old_threads = torch.get_num_threads(); picker = _ThreadPicker(threads)
-    model.train()
-    try:
-        with tqdm(range(steps), desc='training student', disable=not progress) as bar:
-            for step in bar:
-                picker.before(step); t0 = time.perf_counter()
-                f = lr * min(1.0, (step + 1) / max(warmup, 1)) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
-                for g in opt.param_groups: g['lr'] = f
-                ids, att, lab = next(batches)
-                loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
-                loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
-                losses.append(loss.item())
-                picker.after(step, (time.perf_counter() - t0) / ids.numel())
-                if step % 20 == 0: bar.set_postfix(loss=f'{sum(losses[-20:]) / len(losses[-20:]):.3f}', threads=picker.cur)
-    finally: torch.set_num_threads(old_threads)
-    model.eval()
+    with _training(model, threads) as picker:
+        losses = _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress)
     if stats is not None: stats['threads'] = dict(picker.steps_at)
     return losses
 
 # %% ../nbs/06_student.ipynb #3934b34d
+def _solve_batch(model, tokenizer, questions: list[str], max_new_tokens: int, temperature: float, template: str) -> list[str]:
+    "The model's answers to `questions` in the *solve* form from one `model.generate` call (the tokenizer pads as it is set)."
+    import torch
+    texts = [tokenizer.apply_chat_template(solve_messages(q, template=template), tokenize=False, add_generation_prompt=True)
+             for q in questions]
+    enc = tokenizer(texts, return_tensors='pt', padding=True, add_special_tokens=False)
+    kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature else dict(do_sample=False)
+    with torch.no_grad():
+        g = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
+    return tokenizer.batch_decode(g[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+
+# %% ../nbs/06_student.ipynb #73715a64
 def generate_solutions(model, tokenizer, questions: list[str],
                        batch_size: int = 64,         # prompts per `generate` call
                        max_new_tokens: int = 400,    # generation budget per answer
@@ -170,23 +228,17 @@ def generate_solutions(model, tokenizer, questions: list[str],
                        template: str | None = None,  # the *solve* template (default `SOLVE_PROMPT`)
                        progress: bool = False) -> list[str]:
     "The model's answer to each question in the *solve* form, by `model.generate` with left padding."
-    import torch
     tqdm = progress_bar()
     from orion_nb.models import SOLVE_PROMPT
     side, tokenizer.padding_side = tokenizer.padding_side, 'left'
     set_seed(seed); model.eval(); out = []
     try:
         for i in tqdm(range(0, len(questions), batch_size), desc='solving', disable=not progress):
-            texts = [tokenizer.apply_chat_template(solve_messages(q, template=template or SOLVE_PROMPT), tokenize=False,
-                                                   add_generation_prompt=True) for q in questions[i:i + batch_size]]
-            enc = tokenizer(texts, return_tensors='pt', padding=True, add_special_tokens=False)
-            kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature else dict(do_sample=False)
-            with torch.no_grad():
-                g = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
-            out += tokenizer.batch_decode(g[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+            out += _solve_batch(model, tokenizer, questions[i:i + batch_size], max_new_tokens, temperature, template or SOLVE_PROMPT)
     finally: tokenizer.padding_side = side
     return out
 
+# %% ../nbs/06_student.ipynb #c24c3c9a
 def solve_accuracy(model, tokenizer, records: list[dict], **kw) -> dict:
     "Accuracy (overall and per level) of the model on `records` in the *solve* form; `kw` go to `generate_solutions`."
     from orion_nb.grading import grade_many
@@ -204,41 +256,52 @@ def student_path(cache_dir: str | os.PathLike, recipe: StudentRecipe) -> Path:
     "Where `recipe`'s student is cached."
     return Path(cache_dir) / f'student-{recipe.key()}'
 
-def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where built students are kept
-                  recipe: StudentRecipe | None = None,             # the recipe (default `StudentRecipe()`)
-                  progress: bool = True,                           # show tqdm bars
-                  threads: int | str = 'auto',                     # torch threads while training (see `train_lm`)
-                  **overrides                                      # recipe fields to change, e.g. `seed=1`
-                 ) -> Path:
-    "Train the base student for `recipe` (once) and return its folder; later calls return the cached folder."
-    import torch
-    recipe = StudentRecipe(**{**asdict(recipe or StudentRecipe()), **overrides})
-    path = student_path(cache_dir, recipe)
-    if (path / 'student.json').exists(): return path
-    t0 = time.time()
-    set_seed(recipe.seed)
+def student_info(path: str | os.PathLike) -> dict:
+    "The `student.json` of a built student: recipe, losses, accuracy, seconds."
+    return json.loads((Path(path) / 'student.json').read_text())
+
+# %% ../nbs/06_student.ipynb #577f496f
+def _student_data(recipe: StudentRecipe) -> tuple:
+    "`(tokenizer, problems, examples)` of `recipe`: a tokenizer trained on world texts, the problems, their tokenized chats."
     tok = train_tokenizer(tokenizer_corpus(recipe.tokenizer_problems, recipe.seed), recipe.vocab_size)
     probs = student_problems(recipe)
-    examples = tokenize_conversations(tok, student_conversations(recipe, probs), recipe.max_len)
+    return tok, probs, tokenize_conversations(tok, student_conversations(recipe, probs), recipe.max_len)
+
+# %% ../nbs/06_student.ipynb #b1208395
+def _student_eval(model, tok, recipe: StudentRecipe, seen: set, progress: bool) -> dict:
+    "Per split: accuracy on `recipe.eval_n` fresh world problems (none when 0), and the share of them seen in training."
+    evals = {}
+    if not recipe.eval_n: return evals
+    for split in ('train', 'test'):
+        recs = world.generate(recipe.eval_n, split, seed=recipe.seed + 20_000, levels=recipe.levels)
+        e = solve_accuracy(model, tok, recs, progress=progress)
+        evals[split] = {**{k: e[k] for k in ('accuracy', 'n', 'by_level', 'think')},
+                        'seen_in_training': round(sum(r['id'] in seen for r in recs) / len(recs), 3)}
+    return evals
+
+# %% ../nbs/06_student.ipynb #e5b3f568
+def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool) -> tuple:
+    "`(model, tokenizer, info)`: the student of `recipe` trained and measured; `info` is its `student.json` record."
+    t0 = time.time()
+    set_seed(recipe.seed)
+    tok, probs, examples = _student_data(recipe)
     t_data = time.time() - t0
-    model = make_model(tok, recipe.sizes, seed=recipe.seed)
-    stats = {}
+    model, stats = make_model(tok, recipe.sizes, seed=recipe.seed), {}
     losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr,
                       recipe.warmup, recipe.weight_decay, recipe.seed, threads, progress, stats)
     t_train = time.time() - t0 - t_data
-    evals, seen = {}, {p['id'] for p in probs}
-    if recipe.eval_n:
-        for split in ('train', 'test'):
-            recs = world.generate(recipe.eval_n, split, seed=recipe.seed + 20_000, levels=recipe.levels)
-            e = solve_accuracy(model, tok, recs, progress=progress)
-            evals[split] = {**{k: e[k] for k in ('accuracy', 'n', 'by_level', 'think')},
-                            'seen_in_training': round(sum(r['id'] in seen for r in recs) / len(recs), 3)}
+    evals = _student_eval(model, tok, recipe, {p['id'] for p in probs}, progress)
     info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples),
                 tokens=sum(len(x) for x, _ in examples), vocab=len(tok), losses=[round(l, 4) for l in losses],
                 final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
                 seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
                              eval=round(time.time() - t0 - t_data - t_train, 1), total=round(time.time() - t0, 1)),
                 threads=dict(setting=threads, steps=stats['threads']))
+    return model, tok, info
+
+# %% ../nbs/06_student.ipynb #21312054
+def _save_student(model, tok, info: dict, path: Path) -> Path:
+    "Save the student into `path` through a temporary folder renamed when complete (kept if another process got there first)."
     tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tok, tmp)
@@ -248,9 +311,20 @@ def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where bui
         shutil.rmtree(path, ignore_errors=True); os.replace(tmp, path)
     return path
 
-def student_info(path: str | os.PathLike) -> dict:
-    "The `student.json` of a built student: recipe, losses, accuracy, seconds."
-    return json.loads((Path(path) / 'student.json').read_text())
+# %% ../nbs/06_student.ipynb #e6f84879
+def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where built students are kept
+                  recipe: StudentRecipe | None = None,             # the recipe (default `StudentRecipe()`)
+                  progress: bool = True,                           # show tqdm bars
+                  threads: int | str = 'auto',                     # torch threads while training (see `train_lm`)
+                  **overrides                                      # recipe fields to change, e.g. `seed=1`
+                 ) -> Path:
+    "Train the base student for `recipe` (once) and return its folder; later calls return the cached folder."
+    import torch   # before the clock starts: the import is not counted in the build's seconds
+    recipe = StudentRecipe(**{**asdict(recipe or StudentRecipe()), **overrides})
+    path = student_path(cache_dir, recipe)
+    if (path / 'student.json').exists(): return path
+    model, tok, info = _make_student(recipe, threads, progress)
+    return _save_student(model, tok, info, path)
 
 def load_student(cache_dir: str | os.PathLike = '.cache/orion_nb', recipe: StudentRecipe | None = None, **overrides):
     "`(model, tokenizer)` of the base student, built first if it is not cached."
