@@ -429,7 +429,7 @@ def _unmark(w: _Where) -> _Where:
     if (w.first and b - a > 1 and t[a] in '-*' and t[a + 1] in _WS and not t[max(lo, t.rfind('\n', lo, a) + 1):a].strip()
             and not _continues(_line_before(t, a, lo))):
         a, b = _strip(t, a + 1, b)                                  # a markdown bullet
-    if t.startswith('**', a): a, b = _strip(t, a + 2, b)
+    if b - a >= 2 and t.startswith('**', a): a, b = _strip(t, a + 2, b)   # bold marks inside the side only
     if b - a >= 2 and t[b - 2:b] == '**': a, b = _strip(t, a, b - 2)
     if w.first:
         while a < b and t[a] in '!%': a, b = _strip(t, a + 1, b)   # 'Yes! 3 + 4 = 7'

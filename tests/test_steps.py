@@ -173,3 +173,11 @@ def test_no_eval(text, monkeypatch, capfd):
             with pytest.raises(ExprError): evaluate(side)
     localise_error(text, '1', correct=False)
     assert 'hi' not in capfd.readouterr().out
+
+def test_bold_results_do_not_crash():
+    "A result in markdown bold (common in model outputs) no longer raises IndexError in the side trimming; it is left unchecked."
+    from orion_nb.steps import check_steps, localise_error
+    for t in ('2 + 3 = **5**', 'So 2 + 3 = **6**. \\boxed{6}', '**', '= **', 'x = ** 3'):
+        steps = check_steps(t)
+        assert all(not s.holds for s in steps if s.why)            # unchecked or checked, never an exception
+    assert localise_error('So 2 + 3 = **6**. \\boxed{6}', '5')['type'] == 'final_answer_mismatch'
