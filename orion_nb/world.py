@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable
 from .core import stable_hash
-from .data import make_record, last_boxed
-_all_ = ['last_boxed']   # re-exported: notebooks check answers with `world.last_boxed`
+from .data import make_record
 
 # %% auto #0
 __all__ = ['NAMES', 'COUNT_ITEMS', 'AMOUNT_ITEMS', 'KINDS', 'LEVEL_RANGES', 'MAX_VALUE', 'SENTENCES', 'START', 'ASK',
            'DEFAULT_KIND_WEIGHTS', 'fmt_num', 'parse_num', 'check_arithmetic', 'Step', 'Spec', 'equations', 'answer_of',
            'canonical', 'step_sentences', 'render_question', 'parse_question', 'sample_spec', 'split_of',
-           'short_solution', 'to_record', 'generate', 'TeacherStyle', 'teacher_cot', 'corpus', 'last_boxed']
+           'short_solution', 'to_record', 'generate', 'TeacherStyle', 'teacher_cot', 'corpus']
 
 # %% ../nbs/02_world.ipynb #d4f4d9cb
 def fmt_num(x: Fraction | int, kind: str = 'fraction') -> str:
