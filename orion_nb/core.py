@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STAGES', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash', 'imported_modules',
+__all__ = ['STAGES', 'COMMON', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash', 'imported_modules',
            'package_dir', 'module_closure', 'code_hash', 'set_seed', 'DataError', 'read_jsonl', 'atomic_write_text',
            'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag',
            'RunDir']
@@ -234,19 +234,22 @@ class Stage:
 
 # %% ../nbs/00_core.ipynb #1338d44a
 STAGES = {s.name: s for s in [
-    Stage('data', '00_data', dict(train='train.jsonl', eval='eval/{set}.jsonl', stats='stats.json')),
+    Stage('data', '00_data', dict(train='train.jsonl', eval='eval/{set}.jsonl', sets='eval_sets.json', stats='stats.json')),
     Stage('student', '01_student', dict(info='student.json')),
     Stage('teacher', '02_teacher', dict(records='records.jsonl', generations='generations.jsonl'), adds=('teacher',)),
     Stage('exposure', '03_exposure', dict(records='{student}.jsonl', generations='{student}_generations.jsonl',
-          students='students.json', sft_teacher='sft_teacher', sft_teacher_data='sft_teacher_data.jsonl'), adds=('exposure',)),
+          students='students.json', sft_teacher='sft_teacher', sft_teacher_model='sft_teacher/model',
+          sft_teacher_data='sft_teacher_data.jsonl'), adds=('exposure',)),
     Stage('reflection', '04_reflection', dict(records='{student}.jsonl', generations='{student}_generations.jsonl'),
           adds=('reflection', 'target')),
     Stage('recipes', '05_recipes', dict(examples='{recipe}.jsonl', index='recipes.json')),
-    Stage('train', '06_train', dict(run='{recipe}/seed{seed}', model='{recipe}/seed{seed}/model', index='models.json')),
+    Stage('train', '06_train', dict(run='{recipe}/seed{seed}', model='{recipe}/seed{seed}/model',
+          log='{recipe}/seed{seed}/trainer_log.jsonl', index='models.json')),
     Stage('evaluate', '07_evaluate', dict(generations='generations/{model}__{set}.jsonl',
           outputs='outputs/{model}__{set}.jsonl', results='results.jsonl')),
     Stage('summary', '08_summary', dict(summary='summary.json', claims='claims.json')),
 ]}
+COMMON = dict(page='summary.html', figure='{name}.png')   # every stage's: its fragment for the index page, its figures
 
 def model_tag(recipe: str, seed: int) -> str:
     "The name of a trained model in file names: `orion_seed0`, `orion_at_sft_teacher_seed1`."
@@ -262,10 +265,10 @@ class RunDir:
         p = self.path/(STAGES[name].folder if name in STAGES else name); p.mkdir(parents=True, exist_ok=True); return p
     def file(self, stage: str, output: str, **fields) -> Path:
         "The path of `output` of `stage` (its folder made); `fields` fill the pattern (`@` written `_at_`)."
-        st = STAGES[stage]
-        if output not in st.files: raise KeyError(f"stage '{stage}' has no output '{output}'; it has {sorted(st.files)}")
-        try: rel = st.files[output].format(**{k: str(v).replace('@', '_at_') for k, v in fields.items()})
-        except KeyError as e: raise KeyError(f"{stage}.{output} ({st.files[output]}) needs the field {e}") from None
+        st = STAGES[stage]; files = {**COMMON, **st.files}
+        if output not in files: raise KeyError(f"stage '{stage}' has no output '{output}'; it has {sorted(files)}")
+        try: rel = files[output].format(**{k: str(v).replace('@', '_at_') for k, v in fields.items()})
+        except KeyError as e: raise KeyError(f"{stage}.{output} ({files[output]}) needs the field {e}") from None
         p = self.path/st.folder/rel; p.parent.mkdir(parents=True, exist_ok=True); return p
 
 # %% ../nbs/00_core.ipynb #7164ecd9
@@ -286,7 +289,11 @@ def records(self: RunDir, stage: str, student: str | None = None) -> list[dict]:
 
 @patch
 def write_records(self: RunDir, stage: str, recs: Iterable[dict], student: str | None = None) -> Path:
-    "Write a stage's provenance records."
+    "Write a stage's provenance records, each checked to carry the fields the stage adds (`Stage.adds`)."
+    recs = list(recs)
+    for r in recs:
+        missing = [a for a in STAGES[stage].adds if a not in r]
+        if missing: raise ValueError(f"stage '{stage}': record {r.get('id')!r} lacks the fields it adds: {missing}")
     return write_jsonl(self.file(stage, 'records', **({} if student is None else dict(student=student))), recs)
 
 # %% ../nbs/00_core.ipynb #a206e699
@@ -301,9 +308,15 @@ def student(self: RunDir) -> str:
     return self.read_json('student', 'info')['path']
 
 @patch
+def student_model(self: RunDir, name: str) -> str:
+    "The model of a reflecting student by name: 'base' (the student) or 'sft_teacher' (its SFT on the teacher's CoTs)."
+    if name not in ('base', 'sft_teacher'): raise ValueError(f"unknown student {name!r} (use 'base' and/or 'sft_teacher')")
+    return self.student() if name == 'base' else str(self.file('exposure', 'sft_teacher_model'))
+
+@patch
 def eval_sets(self: RunDir) -> dict[str, list[dict]]:
-    "The evaluation sets the data stage wrote: name -> problem records."
-    return {p.stem: [r for _, r in read_jsonl(p)] for p in sorted(self.file('data', 'eval', set='x').parent.glob('*.jsonl'))}
+    "The evaluation sets the data stage wrote (the ones its index names): name -> problem records."
+    return {n: [r for _, r in read_jsonl(self.file('data', 'eval', set=n))] for n in self.read_json('data', 'sets')}
 
 # %% ../nbs/00_core.ipynb #5399ed5f
 @patch(as_prop=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from functools import lru_cache
 from typing import Iterator, Sequence, Union
 from fastcore.basics import patch
-from .core import JsonlStore, model_hash, progress_bar, stable_hash
+from .core import JsonlStore, code_hash, model_hash, progress_bar, stable_hash
 from .grading import extract_answer, grade_many
 
 _log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Generator:
     backend: str = 'base'
     model_id: str = ''       # names the model in records and bars: a path or hub id, plus the LoRA adapter if any
     cache_id: str = ''       # names the model in record keys: its weights' hash (`core.model_hash`); '' -> `model_id`
+    computes_here: bool = False  # samples computed by this module's code (then its source is part of every record key)
     batch_size: int = 16     # requests handed to `_complete` at a time
     split_think: bool = False  # split '<think>...</think>' off into `reasoning_content`
 
@@ -154,6 +155,11 @@ def generate(self: Generator, prompts: Sequence[Prompt], params: SamplingParams 
 def key_id(self: Generator) -> str:
     "What record keys call the model: its weights when known (`cache_id`), else its name."
     return self.cache_id or self.model_id
+
+@patch(as_prop=True)
+def sampler_id(self: Generator) -> str:
+    "What samples depend on besides prompt and sampling: the model, the backend, and this module's code where it computes them."
+    return f'{self.key_id}|{self.backend}' + (f"|code:{code_hash(['generate'])}" if self.computes_here else '')
 
 # %% ../nbs/05_generate.ipynb #1ae367cf
 def render_prompt(tokenizer, prompt: Prompt) -> str:
@@ -331,7 +337,7 @@ def _eos_ids(tokenizer, model) -> set[int]:
 # %% ../nbs/05_generate.ipynb #66fcbfec
 class TransformersGenerator(Generator):
     "Batched generation with `transformers` on CPU or GPU: left padding, KV cache, per-sample seeds, LoRA."
-    backend = 'transformers'
+    backend, computes_here = 'transformers', True
     def __init__(self,
                  model,                  # a causal LM, or its path / hub id
                  tokenizer=None,         # its tokenizer, or a path (default: the model's path)
@@ -601,7 +607,7 @@ def generate_resumable(gen: Generator,                 # the backend
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
     if ids is not None and len(ids) != len(prompts): raise ValueError(f'{len(ids)} ids for {len(prompts)} prompts')
     store, tqdm = JsonlStore(path, fsync=fsync), progress_bar()
-    keys = [[sample_key(gen.key_id, p, i, params) for i in range(params.n)] for p in prompts]
+    keys = [[sample_key(gen.sampler_id, p, i, params) for i in range(params.n)] for p in prompts]
     todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
     with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
         failures = _store_samples(gen, prompts, params, todo, store, ids, bar)

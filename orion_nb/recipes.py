@@ -190,11 +190,11 @@ def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:
     return out
 
 # %% ../nbs/14_recipes.ipynb #c887f2be
-def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None) -> dict:
+def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None, **prompts) -> dict:
     "Write each recipe to `out_dir/<name>.jsonl`; return their stats."
     from pathlib import Path
     stats = {}
     for n in names or RECIPES:
-        exs = build_recipe(n, recs, no_error_recs, long_share, seed)
+        exs = build_recipe(n, recs, no_error_recs, long_share, seed, **prompts)
         write_jsonl(Path(out_dir)/f'{n}.jsonl', exs); stats[n] = recipe_stats(exs, tokenizer)
     return stats

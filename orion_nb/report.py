@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
-from .core import (RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules, model_hash,
+from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_dir, package_versions, stable_hash)
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'MODEL_PARAMS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'allowed_values',
-           'choice_errors', 'check_params', 'load_params', 'stage_name', 'render_html', 'ipc_kernel_manager',
-           'notebook_modules', 'param_content', 'stage_keys', 'run_stage', 'run_pipeline', 'publish_facts',
-           'write_index', 'main']
+__all__ = ['RUN_KEYS', 'CHOICES', 'PATH_SUFFIXES', 'MODEL_PARAMS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters',
+           'allowed_values', 'choice_errors', 'check_params', 'load_params', 'stage_name', 'render_html',
+           'ipc_kernel_manager', 'notebook_modules', 'param_content', 'stage_keys', 'run_stage', 'run_pipeline',
+           'publish_facts', 'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
@@ -98,9 +98,11 @@ def load_params(path: str | os.PathLike) -> dict:
     return params
 
 # %% ../nbs/50_report.ipynb #36a07eb6
+PATH_SUFFIXES = ('_dir', '_path', '_config')   # parameters naming a local file or folder
+
 def _resolve(params: dict, base: Path) -> dict:
-    "Make path parameters (`*_dir`, `*_path`) absolute against `base`."
-    return {k: str((base/v).resolve()) if (k.endswith(('_dir', '_path')) and isinstance(v, str) and v) else v
+    "Make path parameters (`*_dir`, `*_path`, `*_config`) absolute against `base`."
+    return {k: str((base/v).resolve()) if (k.endswith(PATH_SUFFIXES) and isinstance(v, str) and v) else v
             for k, v in params.items()}
 
 def stage_name(nb: Path) -> str: return nb.stem
@@ -144,9 +146,9 @@ MODEL_PARAMS = ('student', 'teacher_model')   # parameters naming a model: a loc
 def param_content(name: str, value):
     "What a stage key sees of a parameter: the content of the file, folder or model it names, else its value (None: no input)."
     if name == 'run_dir' or name.endswith('_cache_dir'): return None     # where outputs go, not what they are made from
-    if name in MODEL_PARAMS and isinstance(value, str) and value: return model_hash(value)
-    if name.endswith(('_dir', '_path')) and isinstance(value, str) and value and Path(value).exists(): return 'sha:' + content_hash(value)
-    return value
+    if not (isinstance(value, str) and value and name.endswith(PATH_SUFFIXES + MODEL_PARAMS)): return value
+    if Path(value).exists(): return 'sha:' + content_hash(value)   # a local file, folder or model: its content, wherever it lies
+    return f'name:{value}'                # a Hub id: its name (the weights, once downloaded, key the samples and trainings)
 
 # %% ../nbs/50_report.ipynb #pcont003
 def stage_keys(nbs: list[Path], declared: dict, resolved: dict, run_path, pkg_dir=None) -> dict:
@@ -183,7 +185,7 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
         pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent), progress_bar=False,
                             kernel_name='python3', log_output=False, kernel_manager_class=ipc_kernel_manager())
     html_path = render_html(out_nb, report_dir/f'{name}.html')
-    return dict(key=key, status='done', seconds=round(time.time() - t0, 2), notebook=str(out_nb), html=html_path.name,
+    return dict(key=key, status='done', seconds=round(time.time() - t0, 2), notebook=out_nb.relative_to(run.path).as_posix(), html=html_path.name,
                 commit=git_commit())
 
 # %% ../nbs/50_report.ipynb #8fd026cb
@@ -202,17 +204,20 @@ def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir,
     return run, report_dir
 
 # %% ../nbs/50_report.ipynb #05c2cdc8
-def _record_facts(run: RunDir, params: dict, params_path) -> None:
-    "Put the run's facts in its manifest: parameters and their hash, commit, package versions, Python, seeds."
+def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None = None) -> None:
+    "Put the run's facts in its manifest: parameters and their hash, commit, package versions, Python, every seed in force."
+    import ast
+    defaults = {k: ast.literal_eval(v['default']) for d in (declared or {}).values() for k, v in d.items() if 'seed' in k}
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
                         git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
-                        seeds={k: v for k, v in params.items() if 'seed' in k})
+                        seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
-def _unchanged(old: dict, key: str, report_dir: Path) -> bool:
-    "Whether a stage's manifest entry `old` is done with `key` and its notebook kept (a deleted report is rendered again)."
-    if not (old.get('key') == key and old.get('status') == 'done' and Path(old.get('notebook', '')).is_file()): return False
+def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
+    "Whether a stage's manifest entry `old` is done with `key` and its notebook (relative to the run) kept; a deleted report is rendered again."
+    nb = Path(run_path)/old.get('notebook', '')
+    if not (old.get('key') == key and old.get('status') == 'done' and old.get('notebook') and nb.is_file()): return False
     html_path = report_dir/old['html']
-    if not html_path.is_file(): render_html(Path(old['notebook']), html_path)
+    if not html_path.is_file(): render_html(nb, html_path)
     return True
 
 # %% ../nbs/50_report.ipynb #cc2e29c3
@@ -220,7 +225,7 @@ def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_d
     "Run each stage whose key changed (each one with `force`), marked running in the manifest first; `stages` is updated."
     for nb in nbs:
         sp, key = keys[nb]
-        if not force and _unchanged(stages.get(stage_name(nb), {}), key, report_dir):
+        if not force and _unchanged(stages.get(stage_name(nb), {}), key, report_dir, run.path):
             log(f'[orion] {stage_name(nb)}: unchanged, not redone'); continue
         stages[stage_name(nb)] = dict(key=key, status='running')
         run.update_manifest(stages=stages)
@@ -239,8 +244,9 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
     params, nbs, declared = _load_run(params_path, nb_dir)
     run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
-    stages, keys = dict(run.manifest().get('stages', {})), stage_keys(nbs, declared, resolved, run.path)
-    _record_facts(run, params, params_path)
+    keys = stage_keys(list(declared), declared, resolved, run.path)   # chained over every stage, whichever run now
+    stages = dict(run.manifest().get('stages', {}))
+    _record_facts(run, params, params_path, declared)
     _run_stages(nbs, keys, stages, run, report_dir, force, log)
     run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
     index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])
@@ -274,7 +280,7 @@ def _fragments(run: RunDir, report_dir: Path, stage_names: list[str]) -> list[st
     import shutil
     e, parts = html.escape, []
     for s in sorted(stage_names, key=lambda s: 'summary' not in s):   # the summary (the results) first, then each stage
-        frag = run.path/s/'summary.html'
+        frag = run.path/s/COMMON['page']
         if frag.is_file():
             for f in (run.path/s).glob('*.png'): shutil.copy2(f, report_dir/f'{s}__{f.name}')
             body = frag.read_text().replace("src='", f"src='{s}__").replace('src="', f'src="{s}__')
@@ -287,7 +293,7 @@ def publish_facts(run: RunDir, report_dir: Path, stage_names: list[str]) -> None
     import shutil
     m = run.manifest()
     for s in m.get('stages', {}).values():
-        if s.get('notebook'): s['notebook'] = os.path.relpath(s['notebook'], run.path)
+        if s.get('notebook') and os.path.isabs(s['notebook']): s['notebook'] = os.path.relpath(s['notebook'], run.path)   # older runs
     atomic_write_text(report_dir/'manifest.json', json.dumps(m, indent=2, sort_keys=True, default=str) + '\n')
     for s in stage_names:
         if (run.path/s/'summary.json').is_file(): shutil.copy2(run.path/s/'summary.json', report_dir/'summary.json')

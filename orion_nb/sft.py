@@ -13,7 +13,7 @@ from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 # %% auto #0
 __all__ = ['LAUNCHERS', 'SFTParams', 'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy',
            'StepLog', 'pick_sampling', 'sft_config', 'make_trainer', 'train_sft', 'loss_tokens', 'main',
-           'launch_command', 'sft_key', 'train']
+           'launch_command', 'sft_key', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -247,6 +247,12 @@ def sft_key(model_path, train_path, params: dict, launch: dict | None = None) ->
     return dict(model=model_hash(model_path), data=content_hash(train_path), params=SFTParams.from_dict(params).__dict__,
                 launch=launch or {}, code=code_hash(['sft']))
 
+def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '') -> dict | None:
+    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content (None: in process)."
+    from orion_nb.core import content_hash
+    if launcher == 'python': return None
+    return dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {}))
+
 def _stale(out_dir: Path, key: str) -> bool:
     "Whether `out_dir` holds anything made from other content (or of unknown origin)."
     f = out_dir/'cache_key.json'
@@ -285,9 +291,16 @@ def train(model_path,                    # starting model: a local folder or a H
     import subprocess
     out_dir, params = Path(out_dir), dict(params or {})
     if launcher != 'python' and ddp_backend: params['ddp_backend'] = ddp_backend
-    ingredients = sft_key(model_path, train_path, params, None if launcher == 'python' else dict(launcher=launcher, nproc=nproc))
+    ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
     cmd = launch_command(launcher, _write_config(out_dir, model_path, train_path, params), nproc, accelerate_config)
     if cmd is None: train_sft(model_path, train_path, out_dir, params)
     else: subprocess.run(cmd, check=True)
     return _summary_of(out_dir, False)
+
+# %% ../nbs/20_sft.ipynb #trex0cd1
+def train_examples(model_path, examples: list[dict], data_path, out_dir, params: dict | None = None, **launch) -> dict:
+    "Write `examples` to `data_path` (JSONL) and `train` on them; an empty set is an error."
+    from orion_nb.core import write_jsonl
+    if not examples: raise ValueError(f'no examples to train {out_dir} on')
+    return train(model_path, write_jsonl(data_path, [check_example(e) for e in examples]), out_dir, params, **launch)

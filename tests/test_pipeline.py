@@ -58,7 +58,7 @@ def test_reports_and_manifest(first_run):
     assert 'Accuracy (%' in idx and "src='08_summary__accuracy.png'" in idx and 'Training stability' in idx
     m = json.loads((d/'runs'/'small'/'manifest.json').read_text())
     assert [m['stages'][s]['status'] for s in STAGES] == ['done'] * len(STAGES)
-    assert all(m['stages'][s]['seconds'] > 0 for s in STAGES) and m['seeds'] == {'seeds': [0]} and m['params_hash']
+    assert all(m['stages'][s]['seconds'] > 0 for s in STAGES) and m['seeds']['seeds'] == [0] and m['seeds']['eval_seed'] == 0 and m['params_hash']
     assert all(m['stages'][s]['commit'][:12] in idx for s in STAGES) and 'run at commit' in idx   # each stage's commit
     recipes = json.loads((d/'runs'/'small'/'05_recipes'/'recipes.json').read_text())
     assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes
@@ -129,14 +129,18 @@ def test_index_renders_in_chromium(first_run, tmp_path):
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 50_000
 
 # --- Results are never stale: every cache keyed by content -------------------------------------------------------
-def rerun(d, name, edit, **params):
-    "Copy the first run, change `params` in its parameter file (and `edit` anything else), run again; the output."
+def rerun(d, name, hide_original=False, **params):
+    "Copy the first run, change `params` in its parameter file, run the copy again; its run folder and output."
     import shutil, yaml
     shutil.copytree(d/'runs', d/f'runs_{name}'); shutil.copytree(d/'reports', d/f'reports_{name}')
     p = yaml.safe_load((d/'p.yaml').read_text()); p.update(params)
     (d/f'{name}.yaml').write_text(yaml.safe_dump(p))
-    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/f'{name}.yaml'), '--runs', str(d/f'runs_{name}'),
-                        '--reports', str(d/f'reports_{name}')], cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    if hide_original: (d/'runs').rename(d/'runs_hidden')              # the copy must not read anything of the original
+    try:
+        r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/f'{name}.yaml'), '--runs', str(d/f'runs_{name}'),
+                            '--reports', str(d/f'reports_{name}')], cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    finally:
+        if hide_original: (d/'runs_hidden').rename(d/'runs')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return d/f'runs_{name}'/'small', r.stdout
 
@@ -146,7 +150,8 @@ def lines(p): return len(p.read_text().splitlines())
 def snapshot(run):
     "Weights hash of every trained model (and sft_teacher) and the size of every generation store of the run."
     from orion_nb.core import content_hash
-    models = {m['recipe']: content_hash(m['model']) for m in json.loads((run/'06_train'/'models.json').read_text())}
+    models = {m['recipe']: content_hash(run/'06_train'/m['recipe'].replace('@', '_at_')/f"seed{m['seed']}"/'model')
+              for m in json.loads((run/'06_train'/'models.json').read_text())}
     models['sft_teacher'] = content_hash(run/'03_exposure'/'sft_teacher'/'model')
     stores = {str(p.relative_to(run)): lines(p) for p in run.rglob('*generations*.jsonl')}
     stores.update({str(p.relative_to(run)): lines(p) for p in (run/'07_evaluate'/'generations').glob('*.jsonl')})
@@ -157,7 +162,7 @@ def test_changed_lr_retrains_and_reevaluates_exactly_the_affected_models(first_r
     "sft_lr changed: every trained model (and sft_teacher) is retrained and re-evaluated; the base student's work is reused."
     d, _, _ = first_run
     models0, stores0 = snapshot(d/'runs'/'small')
-    run, out = rerun(d, 'lr', None, sft_lr=5.0e-3)
+    run, out = rerun(d, 'lr', sft_lr=5.0e-3)
     assert redone(out) == STAGES[3:]                               # the stages declaring sft_lr, and those after them
     models1, stores1 = snapshot(run)
     assert all(models1[m] != models0[m] for m in models0), 'a model was not retrained'
@@ -173,7 +178,7 @@ def test_changed_long_share_retrains_only_mix_long(first_run):
     "long_share only changes Mix-Long's data: only that model is retrained and re-evaluated."
     d, _, _ = first_run
     models0, stores0 = snapshot(d/'runs'/'small')
-    run, out = rerun(d, 'mix', None, long_share=0.5)
+    run, out = rerun(d, 'mix', long_share=0.5)
     assert redone(out) == STAGES[5:]
     cached = {m['recipe']: m['cached'] for m in json.loads((run/'06_train'/'models.json').read_text())}
     assert [r for r, c in cached.items() if not c] == ['mix_long']
@@ -183,11 +188,12 @@ def test_changed_long_share_retrains_only_mix_long(first_run):
 
 @pytest.mark.timeout(1200)
 def test_changed_prompt_redoes_its_stage_and_later(first_run):
-    "A prompt template is a parameter: changing it redoes its stage and those after it, nothing before, and is used."
+    """A prompt template is a parameter: changing it redoes its stage and those after it, nothing before, and is used.
+    The run is a copy in another folder, with the original out of reach: nothing of a run is found by its old path."""
     from orion_nb.reflection import REFLECT_PROMPT
     d, _, _ = first_run
     new = REFLECT_PROMPT.replace('Solve the following math problem.', 'Solve this math problem carefully.')
-    run, out = rerun(d, 'prompt', None, reflect_prompt=new)
+    run, out = rerun(d, 'prompt', hide_original=True, reflect_prompt=new)
     assert redone(out) == STAGES[4:]
     rec = json.loads((run/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
     assert all(p['prompt'].startswith('Solve this math problem carefully.') for p in rec['reflection']['prompts'])
