@@ -30,7 +30,9 @@ def main():
     a = ap.parse_args()
     p = yaml.safe_load((ROOT/a.params).read_text())
     cache = ROOT/p.get('student_cache_dir', '.cache/orion_nb')
-    print(f'student_cached: {cache.is_dir() and any(cache.glob("*/student.json"))}')
+    if p.get('student', 'world-tiny') == 'world-tiny':   # this code's default student (its key includes the code), not any built one
+        from orion_nb.student import StudentRecipe, student_path
+        print(f"student_cached: {(student_path(cache, StudentRecipe(seed=p.get('world_seed', 0)))/'student.json').is_file()}")
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         runs, reports = ROOT/(a.runs or d/'runs'), ROOT/(a.reports or d/'reports')
