@@ -12,9 +12,9 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['STAGES', 'COMMON', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash', 'imported_modules',
-           'package_dir', 'module_closure', 'code_hash', 'set_seed', 'DataError', 'read_jsonl', 'atomic_write_text',
-           'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag',
-           'RunDir']
+           'package_dir', 'package_modules', 'module_closure', 'code_hash', 'set_seed', 'DataError', 'read_jsonl',
+           'atomic_write_text', 'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage',
+           'model_tag', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -77,10 +77,14 @@ def package_dir() -> Path:
     import orion_nb
     return Path(orion_nb.__file__).parent
 
+def package_modules(pkg_dir=None) -> set[str]:
+    "The names of the modules of the `orion_nb` package in `pkg_dir` (default: the installed one)."
+    return {p.stem for p in Path(pkg_dir or package_dir()).glob('*.py')} - {'_modidx', '__init__'}
+
 def module_closure(names: Iterable[str], pkg_dir=None) -> set[str]:
     "`names` and every `orion_nb` module they import, transitively."
     pkg_dir = Path(pkg_dir or package_dir())
-    known = {p.stem for p in pkg_dir.glob('*.py')} - {'_modidx', '__init__'}
+    known = package_modules(pkg_dir)
     names = set(names)
     if names - known: raise ValueError(f'not modules of {pkg_dir}: {sorted(names - known)}')
     todo, seen = list(names), set()

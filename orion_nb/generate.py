@@ -607,7 +607,8 @@ def generate_resumable(gen: Generator,                 # the backend
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
     if ids is not None and len(ids) != len(prompts): raise ValueError(f'{len(ids)} ids for {len(prompts)} prompts')
     store, tqdm = JsonlStore(path, fsync=fsync), progress_bar()
-    keys = [[sample_key(gen.sampler_id, p, i, params) for i in range(params.n)] for p in prompts]
+    sid = gen.sampler_id                            # once: it may hash this module's source
+    keys = [[sample_key(sid, p, i, params) for i in range(params.n)] for p in prompts]
     todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
     with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
         failures = _store_samples(gen, prompts, params, todo, store, ids, bar)

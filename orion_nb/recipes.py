@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 from .core import stable_hash, write_jsonl
 from .models import SOLVE_PROMPT, solve_messages, fill
-from .records import kept_cots, wrong_attempts
+from .records import kept_cots, target_text, wrong_attempts
 
 # %% auto #0
 __all__ = ['RETRY', 'LEMA_PROMPT', 'ROLES', 'RECIPES', 'example', 'short_target', 'question_set', 'split_cot',
@@ -38,7 +38,7 @@ def _ex(rec, response, prompt_template=SOLVE_PROMPT, suffix=''):
 
 def question_set(recs: Sequence[dict]) -> list[dict]:
     "The records every recipe is built from: those with an ORION target."
-    return [r for r in recs if r.get('target', {}).get('text')]
+    return [r for r in recs if target_text(r)]
 
 def split_cot(text: str) -> tuple[str, str]:
     "(reasoning, answer part) of a CoT; without `</think>` all of it is the answer part."
@@ -156,7 +156,7 @@ def _orion_no_error(qs, x):
     by_id = {r['id']: r for r in x.no_error}
     lost = [r['id'] for r in qs if r['id'] not in by_id]
     if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
-    return [_ex(r, by_id[r['id']].get('target', {}).get('text') or kept_cots(r)[0], x.solve_prompt) for r in qs]
+    return [_ex(r, target_text(by_id[r['id']]) or kept_cots(r)[0], x.solve_prompt) for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #fe47ef78
 @recipe('orion_no_reflect', 'ablation', ['teacher', 'exposure'], 'without reflection: the wrong attempt, then the teacher CoT, in one <think>')
@@ -176,7 +176,7 @@ def build_recipe(name: str,                    # a name in `RECIPES`
 # %% ../nbs/14_recipes.ipynb #97336ce2
 def teacher_set(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[dict]:
     "Every question with a teacher CoT and that CoT: what the `sft_teacher` student is first trained on."
-    return [_ex(r, kept_cots(r)[0], solve_prompt) for r in recs if kept_cots(r)]
+    return _long_cot([r for r in recs if kept_cots(r)], RecipeInputs(solve_prompt=solve_prompt))   # Long-CoT over all of them
 
 # %% ../nbs/14_recipes.ipynb #0e5c1440
 def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:

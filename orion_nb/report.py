@@ -8,7 +8,7 @@ import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
-                          package_dir, package_versions, stable_hash)
+                          package_modules, package_versions, stable_hash)
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'CHOICES', 'PATH_SUFFIXES', 'MODEL_PARAMS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters',
@@ -136,9 +136,8 @@ def ipc_kernel_manager():
 def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
     "The `orion_nb` modules a pipeline notebook imports (in any code cell)."
     import nbformat
-    pkg = Path(pkg_dir or package_dir())
     src = '\n'.join(c.source for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == 'code')
-    return imported_modules(src, {p.stem for p in pkg.glob('*.py')} - {'_modidx', '__init__'})
+    return imported_modules(src, package_modules(pkg_dir))
 
 # %% ../nbs/50_report.ipynb #pcont001
 MODEL_PARAMS = ('student', 'teacher_model')   # parameters naming a model: a local folder or a Hub id
