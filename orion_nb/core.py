@@ -11,10 +11,10 @@ from typing import Any, Iterable, Iterator
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMON', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash', 'imported_modules',
-           'package_dir', 'package_modules', 'module_closure', 'code_hash', 'set_seed', 'DataError', 'read_jsonl',
-           'atomic_write_text', 'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage',
-           'model_tag', 'RunDir']
+__all__ = ['STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash',
+           'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_hash', 'set_seed', 'DataError',
+           'read_jsonl', 'atomic_write_text', 'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions',
+           'git_commit', 'Stage', 'model_tag', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -311,10 +311,12 @@ def student(self: RunDir) -> str:
     "The base student's path or Hub id, as the student stage resolved it."
     return self.read_json('student', 'info')['path']
 
+REFLECT_STUDENTS = ('base', 'sft_teacher')   # the students that can expose errors and reflect
+
 @patch
 def student_model(self: RunDir, name: str) -> str:
     "The model of a reflecting student by name: 'base' (the student) or 'sft_teacher' (its SFT on the teacher's CoTs)."
-    if name not in ('base', 'sft_teacher'): raise ValueError(f"unknown student {name!r} (use 'base' and/or 'sft_teacher')")
+    if name not in REFLECT_STUDENTS: raise ValueError(f"unknown student {name!r} (use 'base' and/or 'sft_teacher')")
     return self.student() if name == 'base' else str(self.file('exposure', 'sft_teacher_model'))
 
 @patch

@@ -11,8 +11,8 @@ from typing import Any, Callable
 from .core import DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['FIELDS', 'BENCHMARKS', 'TRAIN_POOLS', 'answer_text', 'make_record', 'last_boxed', 'gsm8k_final', 'math_level',
-           'Source', 'to_dataset', 'load_benchmark', 'load_train_pool', 'load_problems']
+__all__ = ['FIELDS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'make_record', 'last_boxed', 'gsm8k_final',
+           'math_level', 'Source', 'to_dataset', 'load_benchmark', 'load_train_pool', 'load_problems']
 
 # %% ../nbs/01_data.ipynb #af5e46af
 FIELDS = ('id', 'question', 'answer', 'solution', 'source', 'level', 'subject')
@@ -134,6 +134,7 @@ TRAIN_POOLS = {s.name: s for s in [
     Source('math', 'train/math/train.jsonl', 'DigitalLearningGmbH/MATH-lighteval', 'train',
            _qa('math_train', sol='solution', id_field='unique_id', level='level', subject='type', boxed_answer=True)),
 ]}
+POOLS = ('world', *TRAIN_POOLS)   # training pools by name: the generated world (`orion_nb.world`) or a real one
 
 # %% ../nbs/01_data.ipynb #df8459c8
 def _records_from_rows(src: Source, rows, path, on_invalid='raise') -> list[dict]:

@@ -9,16 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_modules, package_versions, stable_hash)
+from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, load_params
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'PATH_SUFFIXES', 'MODEL_PARAMS', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters',
-           'allowed_values', 'choice_errors', 'check_params', 'load_params', 'stage_name', 'render_html',
-           'ipc_kernel_manager', 'notebook_modules', 'param_content', 'stage_keys', 'run_stage', 'run_pipeline',
-           'publish_facts', 'write_index', 'main']
+__all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'stage_name', 'render_html',
+           'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys', 'StageFailed',
+           'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
-RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
-
 def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
     "The pipeline notebooks of `nb_dir`, in stage order (their number prefix)."
     nbs = sorted(p for p in Path(nb_dir).glob('[0-9]*.ipynb'))
@@ -36,70 +34,7 @@ def declared_parameters(nb: Path) -> dict:
     if lost: raise ValueError(f'{nb}: papermill cannot parse the parameters {lost} (an `=` in a trailing comment?)')
     return got
 
-# %% ../nbs/50_report.ipynb #7d6642a5
-CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb.filter', 'RULES'),
-           'never_wrong': ('orion_nb.filter', 'FALLBACKS'), 'no_survivor': ('orion_nb.filter', 'FALLBACKS')}
-
-def allowed_values(name: str) -> list | None:
-    "The values parameter `name` may take, read from the module that declares them (None: not a choice)."
-    import importlib
-    if name not in CHOICES: return None
-    mod, attr = CHOICES[name]
-    return list(getattr(importlib.import_module(mod), attr))
-
-def choice_errors(params: dict, source='parameters') -> list[str]:
-    "A message for each value of `params` outside its declared choices."
-    errs = []
-    for k, v in params.items():
-        ok = allowed_values(k)
-        bad = [] if ok is None else [x for x in (v if isinstance(v, list) else [v]) if x not in ok]
-        if bad: errs.append(f"{source}: parameter '{k}': {', '.join(map(repr, bad))} not allowed; choose from {', '.join(ok)}")
-    return errs
-
-# %% ../nbs/50_report.ipynb #47163ed2
-_TYPES = {'int': (int,), 'float': (int, float), 'str': (str,), 'bool': (bool,), 'list': (list,), 'dict': (dict,)}
-
-def _literal_type(default: str) -> str | None:
-    "The type name of a parameter default written as a Python literal (None: unknown or None)."
-    import ast
-    try: v = ast.literal_eval(default)
-    except (ValueError, SyntaxError): return None
-    return None if v is None else type(v).__name__
-
-# %% ../nbs/50_report.ipynb #e59f4ef7
-def _param_error(k: str, v, declared: dict, source: str) -> str | None:
-    "What is wrong with parameter `k` = `v` (None: nothing): a run key's type, an unknown name, or a value's type."
-    if k in RUN_KEYS:
-        return None if isinstance(v, RUN_KEYS[k]) else f'{source}: {k}: expected {RUN_KEYS[k].__name__}, got {type(v).__name__} ({v!r})'
-    if k not in declared:
-        import difflib
-        close = difflib.get_close_matches(k, list(declared), n=1)
-        return f"{source}: unknown parameter '{k}'" + (f" (did you mean '{close[0]}'?)" if close else '')
-    t = _literal_type(declared[k]['default'])
-    if t in _TYPES and v is not None and (not isinstance(v, _TYPES[t]) or (t != 'bool' and isinstance(v, bool))):
-        return f"{source}: parameter '{k}': expected {t} (default {declared[k]['default']}), got {type(v).__name__} ({v!r})"
-    return None
-
-# %% ../nbs/50_report.ipynb #3b040f7c
-def check_params(params: dict, declared: dict[str, dict], source='parameters') -> None:
-    "Raise `ValueError` naming every unknown or mistyped parameter of `params` (`declared`: name -> spec)."
-    errs = [e for k, v in params.items() if (e := _param_error(k, v, declared, source)) is not None]
-    errs += choice_errors({k: v for k, v in params.items() if k in declared}, source)
-    if errs: raise ValueError('\n'.join(errs))
-
-# %% ../nbs/50_report.ipynb #c425bbbd
-def load_params(path: str | os.PathLike) -> dict:
-    "A flat parameter file (YAML); anything but a mapping of names to values is an error naming the file."
-    import yaml
-    path = Path(path)
-    try: params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ValueError(f'{path}: not valid YAML: {e}') from None
-    if not isinstance(params, dict): raise ValueError(f'{path}: expected a mapping of parameter names to values')
-    return params
-
 # %% ../nbs/50_report.ipynb #36a07eb6
-PATH_SUFFIXES = ('_dir', '_path', '_config')   # parameters naming a local file or folder
-
 def _resolve(params: dict, base: Path) -> dict:
     "Make path parameters (`*_dir`, `*_path`, `*_config`) absolute against `base`."
     return {k: str((base/v).resolve()) if (k.endswith(PATH_SUFFIXES) and isinstance(v, str) and v) else v
@@ -125,12 +60,28 @@ def render_html(nb_path: Path,               # an executed notebook
     return atomic_write_text(out, body)
 
 # %% ../nbs/50_report.ipynb #e643056f
-def ipc_kernel_manager():
-    "A jupyter_client kernel manager class whose kernels use IPC transport."
+LOGS = 'logs'   # each stage's log (its kernel's output and, when it fails, the traceback): runs/<run>/logs/<stage>.log
+
+def ipc_kernel_manager(log_path=None):
+    "A jupyter_client kernel manager class whose kernels use IPC transport, write their output to `log_path`, and are remembered in `LIVE`."
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw): super().__init__(**{'transport': 'ipc', **kw})
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if log_path is not None: kw['stdout'] = kw['stderr'] = open(log_path, 'ab')
+            out = await super()._async_launch_kernel(kernel_cmd, **kw)
+            LIVE.append(self); return out
     return IPCKernelManager
+
+LIVE: list = []   # kernel managers started by this process, so an interrupted run can stop their kernels
+
+def stop_kernels() -> int:
+    "Kill every kernel this process started that still runs; how many were killed."
+    n = 0
+    while LIVE:
+        proc = getattr(LIVE.pop().provisioner, 'process', None)
+        if proc is not None and proc.poll() is None: proc.kill(); proc.wait(10); n += 1
+    return n
 
 # %% ../nbs/50_report.ipynb #acd1508e
 def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
@@ -140,8 +91,6 @@ def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
     return imported_modules(src, package_modules(pkg_dir))
 
 # %% ../nbs/50_report.ipynb #pcont001
-MODEL_PARAMS = ('student', 'teacher_model')   # parameters naming a model: a local folder or a Hub id
-
 def param_content(name: str, value):
     "What a stage key sees of a parameter: the content of the file, folder or model it names, else its value (None: no input)."
     if name == 'run_dir' or name.endswith('_cache_dir'): return None     # where outputs go, not what they are made from
@@ -174,25 +123,54 @@ def _env(values: dict):
         for k in new: os.environ.pop(k, None)
 
 # %% ../nbs/50_report.ipynb #44f256c9
+class StageFailed(RuntimeError):
+    "A stage's notebook raised: the message names the stage, the cell and the error; the traceback is in the stage's log."
+
+def _failed_cell(nb: Path, out_nb: Path, e) -> str:
+    "Which cell of the source notebook `nb` failed (1-based, found by its id in the executed `out_nb`), with its first line."
+    import nbformat
+    try:
+        cid = nbformat.read(str(out_nb), as_version=4).cells[e.cell_index].get('id')
+        cells = nbformat.read(str(nb), as_version=4).cells
+        i = next(i for i, c in enumerate(cells) if c.get('id') == cid)
+        return f"cell {i + 1} ({cells[i].source.strip().splitlines()[0][:60]!r})" if cells[i].source.strip() else f'cell {i + 1}'
+    except Exception: return f'cell {getattr(e, "exec_count", "?")}'
+
+# %% ../nbs/50_report.ipynb #54ffef69
+def _stage_error(nb: Path, out_nb: Path, e: BaseException, log_path: Path) -> str:
+    "One line for a failed stage (cell, error); its traceback, without terminal colours, appended to `log_path`."
+    from papermill.exceptions import PapermillExecutionError
+    if isinstance(e, PapermillExecutionError): where, what, tb = _failed_cell(nb, out_nb, e), f'{e.ename}: {e.evalue}', '\n'.join(e.traceback)
+    else:
+        import traceback
+        where, what, tb = 'the kernel', f'{type(e).__name__}: {e}', ''.join(traceback.format_exception(e))
+    with open(log_path, 'a', encoding='utf-8') as f: f.write('\n' + re.sub(r'\x1b\[[0-9;]*m', '', tb) + '\n')
+    return f'{where}: {what}'
+
 def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, log=print) -> dict:
-    "Execute one pipeline notebook with papermill, render its HTML, return its manifest entry."
+    "Execute one pipeline notebook with papermill, render its HTML, return its manifest entry (status 'failed' with the error when it raised)."
     import papermill as pm
     name, t0 = stage_name(nb), time.time()
-    out_nb = run.path/'notebooks'/nb.name; out_nb.parent.mkdir(parents=True, exist_ok=True)
+    out_nb, log_path = run.path/'notebooks'/nb.name, run.path/LOGS/f'{name}.log'
+    for p in (out_nb, log_path): p.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text('')
     log(f'[orion] {name}: running')
-    with _env(REPORT_ENV):
-        pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent), progress_bar=False,
-                            kernel_name='python3', log_output=False, kernel_manager_class=ipc_kernel_manager())
-    html_path = render_html(out_nb, report_dir/f'{name}.html')
-    return dict(key=key, status='done', seconds=round(time.time() - t0, 2), notebook=out_nb.relative_to(run.path).as_posix(), html=html_path.name,
-                commit=git_commit())
+    entry = dict(key=key, status='done', notebook=out_nb.relative_to(run.path).as_posix(), log=log_path.relative_to(run.path).as_posix())
+    try:
+        with _env(REPORT_ENV):
+            pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent), progress_bar=False, kernel_name='python3',
+                                log_output=False, kernel_manager_class=ipc_kernel_manager(log_path))
+    except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))
+    finally: stop_kernels()
+    html_path = render_html(out_nb, report_dir/f'{name}.html') if out_nb.is_file() else None
+    return dict(entry, seconds=round(time.time() - t0, 2), html=html_path and html_path.name, commit=git_commit())
 
 # %% ../nbs/50_report.ipynb #8fd026cb
 def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
     "The parameters of `params_path`, checked against every stage's; the stages they select; what each notebook declares."
     params, every = load_params(params_path), pipeline_notebooks(nb_dir)
     declared = {nb: declared_parameters(nb) for nb in every}
-    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path))   # all stages' names
+    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path), [stage_name(nb) for nb in every])   # all stages' names
     return params, [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']], declared
 
 def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
@@ -223,13 +201,18 @@ def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
 def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_dir: Path, force: bool, log) -> None:
     "Run each stage whose key changed (each one with `force`), marked running in the manifest first; `stages` is updated."
     for nb in nbs:
-        sp, key = keys[nb]
-        if not force and _unchanged(stages.get(stage_name(nb), {}), key, report_dir, run.path):
-            log(f'[orion] {stage_name(nb)}: unchanged, not redone'); continue
-        stages[stage_name(nb)] = dict(key=key, status='running')
+        sp, key, name = *keys[nb], stage_name(nb)
+        if not force and _unchanged(stages.get(name, {}), key, report_dir, run.path):
+            log(f'[orion] {name}: unchanged, not redone'); continue
+        stages[name] = dict(key=key, status='running')
         run.update_manifest(stages=stages)
-        stages[stage_name(nb)] = run_stage(nb, sp, run, report_dir, key, log)
+        try: stages[name] = run_stage(nb, sp, run, report_dir, key, log)
+        except BaseException:        # interrupted (Ctrl-C, kill): its kernel is stopped, the stage marked
+            stop_kernels(); stages[name]['status'] = 'interrupted'; run.update_manifest(stages=stages); raise
         run.update_manifest(stages=stages)
+        if stages[name]['status'] == 'failed':
+            write_index(run, report_dir, [stage_name(n) for n in nbs])
+            raise StageFailed(f"stage {name} failed in {stages[name]['error']} (traceback: {run.path/stages[name]['log']})")
 
 # %% ../nbs/50_report.ipynb #b8d9de86
 def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
@@ -327,11 +310,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None):
     "The `orion` command."
     a = _parser().parse_args(argv)
+    import signal
+    def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, _interrupt)       # `kill`: like Ctrl-C, the running stage's kernel is stopped first
     try:
-        if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force)
-        else:
-            decl = {k: v for nb in pipeline_notebooks(a.notebooks) for k, v in declared_parameters(nb).items()}
-            for p in a.params: check_params(load_params(p), decl, p); print(f'{p}: ok')
+        if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force); return 0
+        return _check_files(a.params, a.notebooks)
+    except StageFailed as e: print(f'orion: {e}', file=sys.stderr); return 1
+    except KeyboardInterrupt as e: print(f'orion: interrupted ({e or "SIGINT"}); rerun to resume', file=sys.stderr); return 130
     except (ValueError, FileNotFoundError) as e:
         print(f'orion: {e}', file=sys.stderr); return 2
-    return 0
+
+def _check_files(paths, nb_dir) -> int:
+    "`orion check`: every problem of every file on stderr (2 when there is one), 'ok' for each good file."
+    nbs = pipeline_notebooks(nb_dir); decl = {k: v for nb in nbs for k, v in declared_parameters(nb).items()}
+    bad = 0
+    for p in paths:
+        try: check_params(load_params(p), decl, p, [stage_name(nb) for nb in nbs]); print(f'{p}: ok')
+        except (ValueError, FileNotFoundError) as e: print(f'orion: {e}', file=sys.stderr); bad += 1
+    return 2 if bad else 0

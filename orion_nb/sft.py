@@ -11,9 +11,9 @@ from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['LAUNCHERS', 'SFTParams', 'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy',
-           'StepLog', 'pick_sampling', 'sft_config', 'make_trainer', 'train_sft', 'loss_tokens', 'main',
-           'launch_command', 'sft_key', 'train', 'train_examples']
+__all__ = ['LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'SFTParams', 'check_example', 'load_examples', 'example_length',
+           'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config', 'make_trainer',
+           'train_sft', 'loss_tokens', 'main', 'launch_command', 'sft_key', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -229,6 +229,8 @@ def main(argv=None):
 
 # %% ../nbs/20_sft.ipynb #262aca8b
 LAUNCHERS = ('python', 'torchrun', 'accelerate')
+OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
+DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
 
 def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
     "The command running `orion-sft config` under `launcher` (None for 'python': train in this process)."

@@ -15,7 +15,7 @@ from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_m
                              load_tokenizer, solve_messages, reference_messages, n_params)
 
 # %% auto #0
-__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'StudentRecipe', 'student_problems', 'student_conversations',
+__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'BUILT', 'StudentRecipe', 'student_problems', 'student_conversations',
            'tokenize_conversations', 'train_lm', 'generate_solutions', 'solve_accuracy', 'student_path', 'student_info',
            'build_student', 'load_student']
 
@@ -312,6 +312,8 @@ def _save_student(model, tok, info: dict, path: Path) -> Path:
     return path
 
 # %% ../nbs/06_student.ipynb #e6f84879
+BUILT = ('world-tiny',)   # students built here from the world (any other `student` is a local folder or a Hub id)
+
 def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where built students are kept
                   recipe: StudentRecipe | None = None,             # the recipe (default `StudentRecipe()`)
                   progress: bool = True,                           # show tqdm bars

@@ -8,11 +8,11 @@ from typing import Sequence
 from .core import DataError, write_jsonl
 from .grading import extract_answer
 from .models import fill
-from .generate import grade_groups, join_think, sample_and_grade
+from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
-__all__ = ['TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher', 'traces_from_dataset',
-           'generator_teacher', 'teacher_summary']
+__all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
+           'traces_from_dataset', 'generator_teacher', 'teacher_summary']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -66,6 +66,7 @@ def traces_from_dataset(ds, id_column: str = 'id', trace_column: str = 'trace') 
     return out
 
 # %% ../nbs/10_teacher.ipynb #fb21fde6
+TEACHERS = ('scripted', 'column', *BACKENDS)   # the world's scripted teacher, a traces file, or a generation backend
 TEACHER_PROMPT = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 
 def generator_teacher(problems: Sequence[dict],  # problem records

@@ -148,3 +148,15 @@ def test_prompt_parameters_default_to_library(param, const):
     mod, name = const.split('.')
     defaults = {nb.stem: ast.literal_eval(d[param]['default']) for nb in PIPE_NBS if param in (d := declared_parameters(nb))}
     assert defaults and set(defaults.values()) == {getattr(importlib.import_module(f'orion_nb.{mod}'), name)}, defaults
+
+def test_every_parameter_is_checked():
+    "Each declared number has a range, each list an item type, each prompt its placeholders, and every default passes its own check."
+    import ast
+    from orion_nb.report import declared_parameters
+    from orion_nb.params import ITEMS, PROMPTS, range_of, param_errors
+    decl = {k: v for nb in PIPE_NBS for k, v in declared_parameters(nb).items()}
+    vals = {k: ast.literal_eval(v['default']) for k, v in decl.items()}
+    assert not [k for k, v in vals.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not range_of(k)]
+    assert not [k for k, v in vals.items() if isinstance(v, list) and k not in ITEMS]
+    assert not [k for k in vals if k.endswith('_prompt') and k not in PROMPTS]
+    assert param_errors({k: v for k, v in vals.items() if not k.endswith(('_dir', '_path'))}, decl, 'defaults') == []

@@ -43,7 +43,7 @@ def test_run_cache_and_resume(tmp_path, pipe):
         run(tmp_path, pipe, 'run_name: r\nn: 3\nfail: true\n')      # stage b changes and fails
     assert count('00_a') == 'x'                                    # stage a was not redone
     m = json.loads((tmp_path/'runs/r/manifest.json').read_text())
-    assert m['stages']['01_b']['status'] == 'running'              # the interrupted stage is marked unfinished
+    assert m['stages']['01_b']['status'] == 'failed'               # the failed stage is marked so
     run(tmp_path, pipe, 'run_name: r\nn: 3\n')                    # resumes: only b runs again
     assert (count('00_a'), count('01_b')) == ('x', 'xxx')
     run(tmp_path, pipe, 'run_name: r\nn: 4\n')                    # a changes: a and everything after it rerun
@@ -67,9 +67,51 @@ def test_unparseable_parameter_is_an_error(tmp_path, pipe):
 def test_cli_check(tmp_path, pipe, capsys):
     pf = tmp_path/'bad.yaml'; pf.write_text('n: 1\nsede: 2\n')
     assert main(['check', str(pf), '--notebooks', str(pipe)]) == 2
-    assert "bad.yaml: unknown parameter 'sede'" in capsys.readouterr().err
+    assert "bad.yaml:2: unknown parameter 'sede'" in capsys.readouterr().err
 
 @pytest.mark.parametrize('params', sorted((ROOT/'params').glob('*.yaml')), ids=lambda p: p.name)
-def test_params_files_validate(params):
-    "Every committed parameter file names only declared parameters, with values of the declared types."
-    assert main(['check', str(params), '--notebooks', str(ROOT/'nbs'/'pipeline')]) == 0
+def test_params_files_validate(params, capsys):
+    "Every committed parameter file passes `orion check`, but for a traces file the user brings (named, with its line)."
+    code, err = main(['check', str(params), '--notebooks', str(ROOT/'nbs'/'pipeline')]), capsys.readouterr().err
+    if 'teacher_traces_path' in params.read_text(): assert code == 2 and re.search(r"yaml:\d+: parameter 'teacher_traces_path': no file at", err), err
+    else: assert code == 0, err
+
+def test_failing_stage_is_short_and_marked(tmp_path, pipe, capsys):
+    "A failing stage: a few lines naming the stage, the cell and the error; the traceback in its log; the manifest says failed."
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\nfail: true\n')
+    code = main(['run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) <= 3, err
+    assert 'stage 01_b failed in cell 3' in err and 'AssertionError: asked to fail' in err and 'logs/01_b.log' in err, err
+    st = json.loads((tmp_path/'runs/r/manifest.json').read_text())['stages']['01_b']
+    assert st['status'] == 'failed' and 'asked to fail' in st['error'] and st['log'] == 'logs/01_b.log'
+    assert 'assert not fail' in (tmp_path/'runs/r/logs/01_b.log').read_text()
+    assert 'failed' in (tmp_path/'reports/r/index.html').read_text() and (tmp_path/'reports/r/01_b.html').is_file()
+
+def orion_cli(*args, **kw):
+    "`orion` as a user runs it: a process of its own."
+    return subprocess.Popen([sys.executable, '-c', 'import sys; from orion_nb.report import main; sys.exit(main())', *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+def test_clean_run_prints_no_kernel_errors(tmp_path, pipe):
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
+    p = orion_cli('run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports'))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and 'ERROR' not in err and 'KeyboardInterrupt' not in err, err
+
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGINT'])
+def test_killing_orion_stops_its_kernel(tmp_path, pipe, sig):
+    "A stage writing a tick every 0.1 s: once `orion` is killed, no more ticks come, and the stage is marked interrupted."
+    import signal, time
+    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
+            "import time, pathlib\nt = pathlib.Path(run_dir)/'ticks'\nwhile True:\n    t.open('a').write('x'); time.sleep(0.1)")
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
+    p = orion_cli('run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports'))
+    ticks, t0 = tmp_path/'runs/r/ticks', time.time()
+    while not ticks.exists() and time.time() - t0 < 120: time.sleep(0.2)
+    assert ticks.exists(), p.stderr.read() if p.poll() is not None else 'no ticks'
+    p.send_signal(getattr(signal, sig)); p.communicate(timeout=60)
+    time.sleep(0.5); n = len(ticks.read_text()); time.sleep(1.5)
+    assert len(ticks.read_text()) == n, 'the kernel kept running after orion was killed'
+    assert p.returncode != 0
+    assert json.loads((tmp_path/'runs/r/manifest.json').read_text())['stages']['01_b']['status'] == 'interrupted'
