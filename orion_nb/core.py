@@ -120,16 +120,27 @@ class DataError(ValueError):
         super().__init__(f'{where}: {what}' if where else what)
 
 # %% ../nbs/00_core.ipynb #11997d7e
-def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    "Yield `(line_number, record)` for each non-blank line of `path`; a bad line raises `DataError` naming it."
+def _json_line(raw: bytes, path, i: int) -> dict:
+    "One JSONL line as a dict; a `DataError` naming `path:i` for bad UTF-8, bad JSON or a value that is not an object."
+    try: line = raw.decode('utf-8')
+    except UnicodeDecodeError as e: raise DataError(f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})', path, i) from None
+    try: rec = json.loads(line)
+    except json.JSONDecodeError as e: raise DataError(f'invalid JSON ({e.msg} at column {e.colno})', path, i) from None
+    if not isinstance(rec, dict): raise DataError(f'expected a JSON object, got {type(rec).__name__}', path, i)
+    return rec
+
+def read_jsonl(path: str | os.PathLike,
+               errors: list | None = None,   # collect bad lines here (as `DataError`s) and go on; None: raise at the first
+              ) -> Iterator[tuple[int, dict]]:
+    "Yield `(line_number, record)` for each non-blank line of `path` (every physical line counted); a bad line is a `DataError` naming it."
     path = Path(path)
-    with open(path, encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: rec = json.loads(line)
-            except json.JSONDecodeError as e: raise DataError(f'invalid JSON ({e.msg} at column {e.colno})', path, i) from None
-            if not isinstance(rec, dict): raise DataError(f'expected a JSON object, got {type(rec).__name__}', path, i)
-            yield i, rec
+    with open(path, 'rb') as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip(): continue
+            try: yield i, _json_line(raw, path, i)
+            except DataError as e:
+                if errors is None: raise
+                errors.append(e)
 
 # %% ../nbs/00_core.ipynb #60e8c017
 @functools.cache

@@ -4,43 +4,60 @@
 
 # %% ../nbs/01_data.ipynb #917d1fc2
 from __future__ import annotations
-import os, re, warnings
+import math, os, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from .core import DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['FIELDS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'make_record', 'last_boxed', 'gsm8k_final',
+__all__ = ['FIELDS', 'MAX_CHARS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'make_record', 'last_boxed', 'gsm8k_final',
            'math_level', 'Source', 'to_dataset', 'load_benchmark', 'load_train_pool', 'load_problems']
 
 # %% ../nbs/01_data.ipynb #af5e46af
 FIELDS = ('id', 'question', 'answer', 'solution', 'source', 'level', 'subject')
 
 def answer_text(v: Any, where: dict) -> str:
-    "A gold answer as text: whole floats lose `.0`, strings are stripped; anything else is a located error."
+    "A gold answer as text: whole floats lose `.0`, strings are stripped; anything else (or NaN, infinity, unbalanced braces) is a located error."
     if isinstance(v, bool) or v is None or not isinstance(v, (str, int, float)):
         raise DataError(f'expected a string or number, got {type(v).__name__}', **where)
+    if isinstance(v, float) and not math.isfinite(v): raise DataError(f'{v!r} is not a finite number', **where)
     if isinstance(v, float): v = str(int(v)) if v.is_integer() else repr(v)
     s = str(v).strip()
     if not s: raise DataError('is empty', **where)
+    if re.fullmatch(r'[+-]?(nan|inf(inity)?)', s, re.I): raise DataError(f'{s!r} is not a finite number', **where)
+    if not _balanced(s): raise DataError(f'{s!r} has unbalanced braces', **where)
     return s
 
+def _balanced(s: str) -> bool:
+    "Whether the grouping braces of `s` (not `\\\\{`, `\\\\}`) open and close in pairs."
+    depth = 0
+    for t in re.findall(r'\\\\[{}]|[{}]', s):
+        if len(t) == 1: depth += 1 if t == '{' else -1
+        if depth < 0: return False
+    return depth == 0
+
 # %% ../nbs/01_data.ipynb #e5c9255e
+MAX_CHARS = dict(question=100_000, answer=1_000, solution=1_000_000)   # longest field a record may have (characters)
+
 def make_record(id, question, answer, source, solution=None, level=None, subject=None, path=None, line=None,
                 names: dict | None = None,  # record field -> the source's own field name, used in error messages
+                max_chars: dict | None = None,  # limits over `MAX_CHARS`, e.g. {'question': 20_000}
                ) -> dict:
     "Validate the parts of a problem and return the record; errors name `path`, `line` and the field."
     def where(f): return dict(path=path, line=line, field=(names or {}).get(f, f))
+    limits = {**MAX_CHARS, **(max_chars or {})}
     def text(f, v, required=True):
         if v is None and not required: return None
         if not isinstance(v, str): raise DataError(f'expected a string, got {type(v).__name__}', **where(f))
+        if f in limits and len(v) > limits[f]: raise DataError(f"{len(v)} characters, more than max_chars['{f}']={limits[f]}", **where(f))
         return v
+    if isinstance(id, bool) or not isinstance(id, (str, int)): raise DataError(f'expected a string or an integer, got {type(id).__name__}', **where('id'))
     if not text('question', question).strip(): raise DataError('is empty', **where('question'))
     text('solution', solution, False); text('subject', subject, False)
     if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
         raise DataError(f'expected an integer, got {type(level).__name__}', **where('level'))
-    return dict(id=str(id), question=question.strip(), answer=answer_text(answer, where('answer')),
+    return dict(id=str(id), question=question.strip(), answer=text('answer', answer_text(answer, where('answer'))),
                 solution=solution, source=source, level=level, subject=subject)
 
 # %% ../nbs/01_data.ipynb #256e8386
@@ -101,23 +118,27 @@ class Source:
 # %% ../nbs/01_data.ipynb #1774f576
 def _qa(name, q='problem', a='answer', sol=None, id_field=None, level=None, subject=None, boxed_answer=False):
     "A converter for sources that keep question, answer and extras in plain fields."
-    def convert(row, i, path, line):
+    def convert(row, i, path, line, max_chars=None):
         g = lambda f, req=True: _get(row, f, path, line, req) if f else None
         rid = row[id_field] if id_field and row.get(id_field) is not None else i   # no id: numbered by position
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            raise DataError(f'expected a string or an integer, got {type(rid).__name__}', path, line, id_field)
+        if sol and not isinstance(g(sol, False), (str, type(None))):
+            raise DataError(f'expected a string, got {type(row[sol]).__name__}', path, line, sol)
         if boxed_answer and row.get(a) is None:   # answer = last \boxed{} of the solution, as in ../shared/data
             row = {**row, a: last_boxed(g(sol))}
         return make_record(f'{name}/{rid}', g(q), _get(row, a, path, line), name, solution=g(sol, False),
                            level=math_level(g(level, False), path, line), subject=g(subject, False), path=path, line=line,
-                           names=dict(question=q, answer=a, solution=sol, level=level, subject=subject))
+                           names=dict(question=q, answer=a, solution=sol, level=level, subject=subject), max_chars=max_chars)
     return convert
 
 # %% ../nbs/01_data.ipynb #0b59c2d0
 def _gsm8k(name):
     "GSM8K keeps the rationale and the final answer together in `answer`."
-    def convert(row, i, path, line):
+    def convert(row, i, path, line, max_chars=None):
         sol = _get(row, 'answer', path, line)
         return make_record(f'{name}/{i}', _get(row, 'question', path, line), gsm8k_final(sol, path, line), name,
-                           solution=sol, path=path, line=line, names=dict(solution='answer'))
+                           solution=sol, path=path, line=line, names=dict(solution='answer'), max_chars=max_chars)
     return convert
 
 # %% ../nbs/01_data.ipynb #0bb95aa3
@@ -137,19 +158,25 @@ TRAIN_POOLS = {s.name: s for s in [
 POOLS = ('world', *TRAIN_POOLS)   # training pools by name: the generated world (`orion_nb.world`) or a real one
 
 # %% ../nbs/01_data.ipynb #df8459c8
-def _records_from_rows(src: Source, rows, path, on_invalid='raise') -> list[dict]:
-    "Convert raw rows (with their line numbers) to records; duplicate ids are an error, not a silent merge."
+def _convert(src: Source, row, i, path, line, max_chars) -> dict:
+    "`src.convert` on one row; anything it raises becomes a `DataError` naming the row."
+    try: return src.convert(row, i, path, line, max_chars)
+    except DataError: raise
+    except Exception as e: raise DataError(f'cannot be read ({type(e).__name__}: {e})', path, line) from e
+
+def _records_from_rows(src: Source, rows, path, on_invalid='raise', bad_lines=(), max_chars=None) -> list[dict]:
+    "Convert raw rows (with their line numbers) to records; duplicate ids are an error, not a silent merge; `bad_lines`: unreadable lines, skipped."
     out, seen, skipped = [], {}, []
     for i, (line, row) in enumerate(rows):
         try:
-            rec = src.convert(row, i, path, line)
+            rec = _convert(src, row, i, path, line, max_chars)
             if rec['id'] in seen: raise DataError(f"duplicate id {rec['id']!r} (first at line {seen[rec['id']]})", path, line, 'id')
         except DataError as e:
             if on_invalid == 'raise': raise
-            skipped.append(str(e)); continue
+            skipped.append(e); continue
         seen[rec['id']] = line; out.append(rec)
-    if skipped:
-        warnings.warn(f'{path}: skipped {len(skipped)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(skipped))
+    if skipped := sorted([*skipped, *bad_lines], key=lambda e: e.line or 0):
+        warnings.warn(f'{path}: skipped {len(skipped)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, skipped)))
     if not out: raise DataError('holds no problems', path)
     return out
 
@@ -170,17 +197,24 @@ def _hub_rows(src: Source):
     ds = datasets.load_dataset(src.hub_id, src.hub_config, split=src.hub_split)
     for i, row in enumerate(ds): yield i + 1, row
 
-def _load(src: Source, path, hub_id, on_invalid):
+def _file_records(src: Source, p: Path, on_invalid: str, max_chars=None) -> list[dict]:
+    "Records of `src` from JSONL file `p`; with 'skip', unreadable lines are skipped and named like bad rows."
+    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+    bad = [] if on_invalid == 'skip' else None
+    rows = list(read_jsonl(p, bad))
+    return _records_from_rows(src, rows, p, on_invalid, bad or (), max_chars)
+
+def _load(src: Source, path, hub_id, on_invalid, max_chars=None):
     "Records of `src` from `path` (file or data folder), `$ORION_DATA_DIR`, or the Hub."
     if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
     path = path or os.environ.get('ORION_DATA_DIR')
     if hub_id or path is None:
         src = Source(**{**src.__dict__, 'hub_id': hub_id or src.hub_id})
-        return to_dataset(_records_from_rows(src, _hub_rows(src), src.hub_id, on_invalid))
+        return to_dataset(_records_from_rows(src, _hub_rows(src), src.hub_id, on_invalid, max_chars=max_chars))
     p = Path(path)
     if p.is_dir(): p = p/src.file
     if not p.is_file(): raise FileNotFoundError(f'{src.name}: no file at {p}')
-    return to_dataset(_records_from_rows(src, read_jsonl(p), p, on_invalid))
+    return to_dataset(_file_records(src, p, on_invalid, max_chars))
 
 # %% ../nbs/01_data.ipynb #8468a783
 def _pick(table: dict, name: str, kind: str) -> Source:
@@ -193,24 +227,26 @@ def load_benchmark(name: str,                 # one of `BENCHMARKS`: gsm_hard, m
                    path: str | os.PathLike | None = None,  # JSONL file or data folder; None: $ORION_DATA_DIR, else the Hub
                    hub_id: str | None = None,  # load this Hub dataset id instead of the default one
                    on_invalid: str = 'raise',  # 'raise' at the first bad row, or 'skip' bad rows with a warning naming each
+                   max_chars: dict | None = None,  # longest question / answer / solution, over `MAX_CHARS`
                   ):
     "An evaluation benchmark as a `datasets.Dataset` of problem records."
-    return _load(_pick(BENCHMARKS, name, 'benchmark'), path, hub_id, on_invalid)
+    return _load(_pick(BENCHMARKS, name, 'benchmark'), path, hub_id, on_invalid, max_chars)
 
 def load_train_pool(name: str,                # one of `TRAIN_POOLS`: gsm8k, math
                     path: str | os.PathLike | None = None,  # JSONL file or data folder; None: $ORION_DATA_DIR, else the Hub
                     hub_id: str | None = None,  # load this Hub dataset id instead of the default one
                     on_invalid: str = 'raise',  # 'raise' at the first bad row, or 'skip' bad rows with a warning naming each
+                    max_chars: dict | None = None,  # longest question / answer / solution, over `MAX_CHARS`
                    ):
     "A training pool as a `datasets.Dataset` of problem records."
-    return _load(_pick(TRAIN_POOLS, name, 'training pool'), path, hub_id, on_invalid)
+    return _load(_pick(TRAIN_POOLS, name, 'training pool'), path, hub_id, on_invalid, max_chars)
 
 # %% ../nbs/01_data.ipynb #0e26e45f
-def load_problems(path: str | os.PathLike) -> list[dict]:
-    "Problem records from a JSONL file in the record's own shape, each one validated."
-    def conv(row, i, p, line):
+def load_problems(path: str | os.PathLike, on_invalid: str = 'raise', max_chars: dict | None = None) -> list[dict]:
+    "Problem records from a JSONL file in the record's own shape, each one validated (`on_invalid`, `max_chars`: as `load_benchmark`)."
+    def conv(row, i, p, line, mc):
         return make_record(_get(row, 'id', p, line), _get(row, 'question', p, line), _get(row, 'answer', p, line),
                            _get(row, 'source', p, line), solution=row.get('solution'), level=row.get('level'),
-                           subject=row.get('subject'), path=p, line=line)
+                           subject=row.get('subject'), path=p, line=line, max_chars=mc)
     p = Path(path)
-    return _records_from_rows(Source('problems', str(p), '', '', conv), read_jsonl(p), p)
+    return _file_records(Source('problems', str(p), '', '', conv), p, on_invalid, max_chars)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/05_generate.ipynb #fc5aa02d
 from __future__ import annotations
-import logging, os, random, time, warnings
+import logging, os, random, re, threading, time, warnings
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterator, Sequence, Union
 from fastcore.basics import patch
-from .core import JsonlStore, code_hash, model_hash, progress_bar, stable_hash
+from .core import JsonlStore, code_hash, model_hash, progress_bar, stable_hash, write_jsonl
 from .grading import extract_answer, grade_many
 
 _log = logging.getLogger(__name__)
@@ -19,8 +20,8 @@ _log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'sample_seed', 'Completion', 'split_think', 'join_think', 'RequestError',
            'Generator', 'render_prompt', 'prompt_ids', 'decode', 'TransformersGenerator', 'VLLMGenerator',
-           'OpenAIGenerator', 'make_generator', 'GenerationError', 'sample_key', 'generate_resumable', 'grade_groups',
-           'sample_and_grade']
+           'OpenAIGenerator', 'make_generator', 'GenerationError', 'sample_key', 'clean_text', 'failures_path',
+           'generate_resumable', 'grade_groups', 'sample_and_grade']
 
 # %% ../nbs/05_generate.ipynb #4a82c512
 Prompt = Union[str, list]   # raw text, or chat messages `[{'role': ..., 'content': ...}, ...]`
@@ -460,12 +461,46 @@ def _retryable(e: Exception) -> tuple[bool, float | None]:
     return False, None
 
 # %% ../nbs/05_generate.ipynb #71b986fb
+_DEADLINE = threading.local()   # `.at`: the time.monotonic() by which this thread's current attempt must be done
+
+def _left(timeout: float | None) -> float | None:
+    "The socket timeout for one read or write: `timeout`, cut to what is left of this thread's attempt deadline."
+    at = getattr(_DEADLINE, 'at', None)
+    if at is None: return timeout
+    rest = at - time.monotonic()
+    if rest <= 0:
+        import httpcore
+        raise httpcore.ReadTimeout('the attempt ran past its total deadline')
+    return rest if timeout is None else min(timeout, rest)
+
+# %% ../nbs/05_generate.ipynb #dcd8a8a4
+def _deadline_transport():
+    "An httpx transport whose every read, write and connect is bounded by the thread's attempt deadline (`_DEADLINE`)."
+    import httpx, httpcore
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, s): self.s = s
+        def read(self, n, timeout=None): return self.s.read(n, _left(timeout))
+        def write(self, b, timeout=None): return self.s.write(b, _left(timeout))
+        def close(self): return self.s.close()
+        def start_tls(self, ctx, server_hostname=None, timeout=None): return Stream(self.s.start_tls(ctx, server_hostname, _left(timeout)))
+        def get_extra_info(self, info): return self.s.get_extra_info(info)
+    class Backend(httpcore.NetworkBackend):
+        def __init__(self, b): self.b = b
+        def connect_tcp(self, host, port, timeout=None, **kw): return Stream(self.b.connect_tcp(host, port, _left(timeout), **kw))
+        def connect_unix_socket(self, path, timeout=None, **kw): return Stream(self.b.connect_unix_socket(path, _left(timeout), **kw))
+        def sleep(self, seconds): return self.b.sleep(seconds)
+    t = httpx.HTTPTransport()
+    t._pool._network_backend = Backend(t._pool._network_backend)   # httpx builds its pool itself; its backend is wrapped here
+    return t
+
+# %% ../nbs/05_generate.ipynb #56e4fa44
 def _openai_client(api_key_env: str, base_url: str, timeout: float):
     "`(key, client)`: the key in `$api_key_env` (None when unset) and an `openai.OpenAI` client with it that never retries."
-    try: import openai
+    try: import openai, httpx
     except ImportError as e: raise ImportError('OpenAIGenerator needs the openai package: pip install openai') from e
     key = os.environ.get(api_key_env) or None
-    return key, openai.OpenAI(api_key=key or 'EMPTY', base_url=base_url, max_retries=0, timeout=timeout)
+    http = httpx.Client(transport=_deadline_transport(), timeout=timeout, follow_redirects=True)
+    return key, openai.OpenAI(api_key=key or 'EMPTY', base_url=base_url, max_retries=0, timeout=timeout, http_client=http)
 
 # %% ../nbs/05_generate.ipynb #9dc5876d
 class OpenAIGenerator(Generator):
@@ -530,6 +565,7 @@ def _request(self: OpenAIGenerator, prompt, sample, params) -> Completion:
 def _attempts(self: OpenAIGenerator, prompt, sample, params) -> Completion | RequestError:
     "One sample, retried with backoff while the errors are worth retrying; a `RequestError` once they are not, or too many."
     for attempt in range(self.max_retries + 1):
+        _DEADLINE.at = time.monotonic() + self.timeout          # connect, send and every read: `timeout` seconds in all
         try: return self._request(prompt, sample, params)
         except Exception as e:
             retry, ra = _retryable(e)
@@ -539,6 +575,7 @@ def _attempts(self: OpenAIGenerator, prompt, sample, params) -> Completion | Req
             wait = _backoff(attempt, self.backoff, self.max_backoff, ra)
             _log.warning('%s: attempt %d failed (%s); retrying in %.1fs', self.base_url, attempt + 1, msg, wait)
             time.sleep(wait)
+        finally: _DEADLINE.at = None
 
 # %% ../nbs/05_generate.ipynb #a38ce489
 @patch
@@ -583,18 +620,34 @@ def _record(gen: Generator, key: str, id, sample: int, params: SamplingParams, p
             'backend': gen.backend, 'params': params.key(), 'prompt': prompt, **asdict(c)}
 
 # %% ../nbs/05_generate.ipynb #f21bd174
+_SURROGATE = re.compile('[\ud800-\udfff]')   # lone surrogates: not text, and not encodable as UTF-8
+
+def clean_text(s: str | None) -> tuple[str | None, int]:
+    "`s` with each lone surrogate replaced by U+FFFD, and how many were replaced."
+    if not s: return s, 0
+    out, n = _SURROGATE.subn('\ufffd', s)
+    return out, n
+
 def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingParams, todo: list, store: JsonlStore,
                    ids: Sequence | None, bar) -> list[tuple[int, int, str]]:
     "Generate the `todo` samples, adding each to `store` as it finishes; the failures `(prompt index, sample, message)`."
     failures = []
     for j, c in gen.stream([(prompts[k], i) for k, i, _ in todo], params):
         k, i, key = todo[j]
-        if isinstance(c, Exception): failures.append((k, i, str(c))); continue
-        store.add(_record(gen, key, None if ids is None else ids[k], i, params, prompts[k], c))
+        try:
+            if isinstance(c, Exception): raise c
+            (c.text, a), (c.reasoning_content, b) = clean_text(c.text), clean_text(c.reasoning_content)
+            rec = _record(gen, key, None if ids is None else ids[k], i, params, prompts[k], c)
+            store.add({**rec, 'replaced_surrogates': a + b} if a + b else rec)
+        except Exception as e: failures.append((k, i, str(e) if isinstance(e, RequestError) else f'{type(e).__name__}: {e}')); continue
         bar.update(1)
     return failures
 
 # %% ../nbs/05_generate.ipynb #3229a1ea
+def failures_path(path) -> Path:
+    "Where `generate_resumable` lists the samples of store `path` that failed for good, with their reasons (JSONL)."
+    return Path(str(path) + '.failures.jsonl')
+
 def generate_resumable(gen: Generator,                 # the backend
                        prompts: Sequence[Prompt],      # raw texts or chat message lists
                        params: SamplingParams,         # how to sample; `n` samples per prompt
@@ -612,8 +665,10 @@ def generate_resumable(gen: Generator,                 # the backend
     todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
     with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
         failures = _store_samples(gen, prompts, params, todo, store, ids, bar)
-    if failures: raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} '
-                                       f'(rerun to retry them); first: {failures[0][2]}', failures)
+    if failures:
+        write_jsonl(failures_path(path), [dict(id=None if ids is None else ids[k], sample=i, reason=m) for k, i, m in failures])
+        raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} (each, with its reason, '
+                              f'in {failures_path(path)}; rerun to retry them); first: {failures[0][2]}', failures)
     return [[store[key] for key in ks] for ks in keys]
 
 # %% ../nbs/05_generate.ipynb #f9fe1170

@@ -5,14 +5,14 @@
 # %% ../nbs/10_teacher.ipynb #eed8c092
 from __future__ import annotations
 from typing import Sequence
-from .core import DataError, write_jsonl
+from .core import DataError, read_jsonl, write_jsonl
 from .grading import extract_answer
 from .models import fill
 from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
-           'traces_from_dataset', 'generator_teacher', 'teacher_summary']
+           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_summary']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -52,17 +52,50 @@ def column_teacher(problems: Sequence[dict],    # problem records
     for p in problems:
         t = traces.get(p['id'])
         if t is None or t == [] or t == '': raise DataError(f"no teacher trace for question {p['id']!r}", field='traces')
-        cots.append([t] if isinstance(t, str) else list(t))
+        ts = [t] if isinstance(t, str) else list(t)
+        if bad := [x for x in ts if not isinstance(x, str)]:
+            raise DataError(f"question {p['id']!r}: a trace is {type(bad[0]).__name__}, not a string", field='traces')
+        cots.append(ts)
     return records_from_cots(problems, cots, source, out_path, workers=workers)
 
 # %% ../nbs/10_teacher.ipynb #975146bb
-def traces_from_dataset(ds, id_column: str = 'id', trace_column: str = 'trace') -> dict:
-    "Question id -> list of traces, from rows of a dataset (several rows per id allowed)."
+def _trace_row(row: dict, path, line, id_column: str, trace_column: str, max_chars: int) -> tuple[str, str]:
+    "`(question id, trace)` of one row; a `DataError` naming `path:line` and the field when either is missing or malformed."
+    for c in (id_column, trace_column):
+        if row.get(c) is None: raise DataError('is missing', path, line, c)
+    qid, t = row[id_column], row[trace_column]
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)): raise DataError(f'expected a string or an integer, got {type(qid).__name__}', path, line, id_column)
+    if not isinstance(t, str): raise DataError(f'expected a string, got {type(t).__name__}', path, line, trace_column)
+    if not t.strip(): raise DataError('is empty', path, line, trace_column)
+    if len(t) > max_chars: raise DataError(f'{len(t)} characters, more than max_chars={max_chars}', path, line, trace_column)
+    return str(qid), t
+
+def traces_from_dataset(ds, id_column: str = 'id', trace_column: str = 'trace', max_chars: int = 1_000_000, source='dataset') -> dict:
+    "Question id -> list of traces, from rows of a dataset (several rows per id allowed); a bad row names its row number."
     out = {}
     for i, row in enumerate(ds):
-        for c in (id_column, trace_column):
-            if c not in row: raise DataError('is missing', line=i + 1, field=c)
-        out.setdefault(str(row[id_column]), []).append(row[trace_column])
+        qid, t = _trace_row(row, source, i + 1, id_column, trace_column, max_chars)
+        out.setdefault(qid, []).append(t)
+    return out
+
+# %% ../nbs/10_teacher.ipynb #096efa94
+def load_traces(path,                              # JSONL: one row per trace, with the question id and the trace
+                id_column: str = 'id', trace_column: str = 'trace',
+                on_invalid: str = 'raise',          # 'raise' at the first bad row, or 'skip' bad rows with a warning naming each
+                max_chars: int = 1_000_000,         # longest trace (characters)
+               ) -> dict:
+    "Question id -> list of traces from a JSONL file; every error names the file, its physical line and the field."
+    import warnings
+    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+    bad, out = ([] if on_invalid == 'skip' else None), {}
+    for line, row in read_jsonl(path, bad):
+        try: qid, t = _trace_row(row, path, line, id_column, trace_column, max_chars)
+        except DataError as e:
+            if bad is None: raise
+            bad.append(e); continue
+        out.setdefault(qid, []).append(t)
+    if bad: warnings.warn(f'{path}: skipped {len(bad)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, sorted(bad, key=lambda e: e.line))))
+    if not out: raise DataError('holds no traces', path)
     return out
 
 # %% ../nbs/10_teacher.ipynb #fb21fde6

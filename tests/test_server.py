@@ -43,20 +43,27 @@ class StandIn:
         elif 'rate-once' in text and first: status, headers, out = 429, {'Retry-After': '0'}, {'error': {'message': 'slow down'}}
         elif 'bad' in text and self.bad_fails: status, out = 400, {'error': {'message': 'bad request'}}
         elif 'auth' in text: status, out = 401, {'error': {'message': f"invalid key in {h.headers.get('Authorization')}"}}
+        elif 'garbage' in text: return self.send(h, 200, b'<html>not JSON</html>')
+        elif 'no-choices' in text: out = {'id': 'x', 'object': 'chat.completion', 'created': 0, 'model': body['model'], 'choices': []}
         else:
             time.sleep(self.delay + (2.0 if 'slow-once' in text and first else 0))
             usage = {'prompt_tokens': len(text.split()), 'completion_tokens': 5, 'total_tokens': len(text.split()) + 5}
-            answer = f"answer to {text} with seed {body.get('seed')}"
+            answer = f"answer to {text} with seed {body.get('seed')}" + ('\ud800 \udfff' if 'surrogate' in text else '')
             choice = ({'index': 0, 'finish_reason': 'stop',
                        'message': {'role': 'assistant', 'content': answer, 'reasoning_content': f'thinking about {text}'}}
                       if is_chat else {'index': 0, 'text': answer, 'finish_reason': 'length'})
             out = {'id': 'x', 'object': 'chat.completion' if is_chat else 'text_completion', 'created': 0,
                    'model': body['model'], 'choices': [choice], 'usage': usage}
-        data = json.dumps(out).encode()
+        self.send(h, status, json.dumps(out).encode(), headers, trickle='trickle' in text)
+
+    def send(self, h, status, data, headers=None, trickle=False):
+        "Reply; `trickle`: the body one byte every 0.2 s (each read is quick, the whole reply is not)."
         try:
             h.send_response(status)
-            for k, v in {'Content-Type': 'application/json', 'Content-Length': str(len(data)), **headers}.items(): h.send_header(k, v)
-            h.end_headers(); h.wfile.write(data)
+            for k, v in {'Content-Type': 'application/json', 'Content-Length': str(len(data)), **(headers or {})}.items(): h.send_header(k, v)
+            h.end_headers()
+            if not trickle: h.wfile.write(data); return
+            for b in data: h.wfile.write(bytes([b])); h.wfile.flush(); time.sleep(0.2)
         except OSError: pass   # the client gave up (timeout) and closed the connection
 
 
@@ -229,3 +236,28 @@ def test_vllm_server(vllm_server, gen_tiny_dir, tmp_path, monkeypatch):
     recs = records(store)
     assert stopped_at < n0 + 64, 'the run finished before the server was stopped'
     assert len(recs) == n0 + 64 and len({r['key'] for r in recs}) == len(recs)
+
+
+# --- replies that are not what a server should send: each fails (or is cleaned in) its own sample only ---------------
+FAULTS = [  # (prompt, what the store or the failures file says)
+    ('surrogate', 'stored'),          # lone surrogates in the text: replaced by U+FFFD, counted, stored
+    ('garbage', 'failed'),            # 200 with a body that is not JSON
+    ('no-choices', 'failed'),         # 200 with an empty `choices`
+    ('trickle', 'failed'),            # each byte quick, the whole reply slower than the attempt's deadline
+]
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('fault,outcome', FAULTS, ids=[f for f, _ in FAULTS])
+def test_bad_reply_fails_its_sample_only(stand_in, tmp_path, fault, outcome):
+    gen = OpenAIGenerator('m', base_url=stand_in.url, api_key_env='ORION_NO_KEY', max_retries=0, timeout=1.0)
+    prompts, store = [chat('good one'), chat(f'{fault} here'), chat('good two')], tmp_path/'s.jsonl'
+    if outcome == 'stored':
+        out = generate_resumable(gen, prompts, SamplingParams(), store, progress=False)
+        assert '\ufffd \ufffd' in out[1][0]['text'] and out[1][0]['replaced_surrogates'] == 2
+        assert generate_resumable(gen, prompts, SamplingParams(), store, progress=False) == out     # read back as stored
+        return
+    with pytest.raises(GenerationError, match=r'1 of 3 requests failed') as e: generate_resumable(gen, prompts, SamplingParams(), store, progress=False)
+    assert len(records(store)) == 2                                   # the good replies are kept
+    failed = records(tmp_path/'s.jsonl.failures.jsonl')
+    assert [f['sample'] for f in failed] == [0] and failed[0]['reason'] and failed[0]['reason'] in str(e.value.failures)
+    if fault == 'trickle': assert 'timed out' in failed[0]['reason'].lower(), failed
