@@ -119,8 +119,8 @@ def response_nll(model, tokenizer, examples: Sequence[dict], batch_size: int = 8
         for ex in examples[s:s + batch_size]:
             full = tokenizer.apply_chat_template(ex['prompt'] + ex['completion'], tokenize=True, return_dict=True)['input_ids']
             prompt = tokenizer.apply_chat_template(ex['prompt'], tokenize=True, add_generation_prompt=True, return_dict=True)['input_ids']
-            ids = torch.tensor([full])
-            with torch.no_grad(): logits = model(input_ids=ids).logits[0, :-1]
+            ids = torch.tensor([full], device=model.device)      # on the model's device (a GPU where the summary has one)
+            with torch.no_grad(): logits = model(input_ids=ids).logits[0, :-1].float()
             nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction='none')[len(prompt) - 1:]
             out.append(nll.mean().item())
     return out

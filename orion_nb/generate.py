@@ -18,10 +18,11 @@ from .grading import extract_answer, grade_many
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['Prompt', 'BACKENDS', 'SamplingParams', 'sample_seed', 'Completion', 'split_think', 'join_think', 'RequestError',
-           'Generator', 'render_prompt', 'prompt_ids', 'decode', 'TransformersGenerator', 'VLLMGenerator',
-           'OpenAIGenerator', 'make_generator', 'GenerationError', 'sample_key', 'clean_text', 'failures_path',
-           'generate_resumable', 'grade_groups', 'sample_and_grade']
+__all__ = ['Prompt', 'BACKENDS', 'VLLM_DTYPES', 'VLLM_PARAMS', 'SamplingParams', 'sample_seed', 'Completion', 'split_think',
+           'join_think', 'RequestError', 'Generator', 'render_prompt', 'prompt_ids', 'decode', 'TransformersGenerator',
+           'VLLMGenerator', 'OpenAIGenerator', 'backend_settings', 'make_generator', 'GenerationError', 'sample_key',
+           'Spend', 'SpendCapReached', 'usage', 'clean_text', 'failures_path', 'generate_resumable', 'grade_groups',
+           'sample_and_grade']
 
 # %% ../nbs/05_generate.ipynb #4a82c512
 Prompt = Union[str, list]   # raw text, or chat messages `[{'role': ..., 'content': ...}, ...]`
@@ -65,10 +66,11 @@ def sample_seed(seed: int | None, prompt: Prompt, sample: int) -> int:
 class Completion:
     "One generated sample."
     text: str                            # the generated text (the answer part, when reasoning is split off)
-    finish_reason: str                   # 'stop' (EOS or a stop string) or 'length' (hit max_new_tokens)
+    finish_reason: str                   # 'stop' (EOS or a stop string), 'length' (hit max_new_tokens) or 'skipped' (see `skipped`)
     prompt_tokens: int = 0               # tokens in the rendered prompt
     completion_tokens: int = 0           # tokens generated
     reasoning_content: str | None = None  # a reasoning model's thinking, when split off
+    skipped: str | None = None           # why the sample was not generated (e.g. its prompt does not fit the engine); it grades wrong
 
 def split_think(text: str, open_tag: str = '<think>', close_tag: str = '</think>') -> tuple[str, str]:
     "Split `text` into (reasoning, answer) at `close_tag`; without it, all of `text` is reasoning."
@@ -418,20 +420,28 @@ class VLLMGenerator(Generator):
         self.batch_size, self.split_think = batch_size, split_think
 
 # %% ../nbs/05_generate.ipynb #7d9f8cc6
+def _max_model_len(llm) -> int | None:
+    "The engine's `max_model_len` (None when it does not say)."
+    cfg = getattr(getattr(llm, 'llm_engine', None), 'model_config', None)
+    return getattr(cfg, 'max_model_len', None)
+
 @patch
 def _complete(self: VLLMGenerator, requests, params):
-    "One vLLM request per `(prompt, sample)`, as token ids, seeded by its sample."
+    "One vLLM request per `(prompt, sample)`, as token ids, seeded by its sample; a prompt that does not fit the engine is skipped, with why."
     from vllm import SamplingParams as VSP
     lora = None
     if self.lora is not None:
         from vllm.lora.request import LoRARequest
         lora = LoRARequest('adapter', 1, str(self.lora))
-    ids = [prompt_ids(self.tokenizer, p) for p, _ in requests]
+    ids, limit = [prompt_ids(self.tokenizer, p) for p, _ in requests], _max_model_len(self.llm)
+    fits = [j for j, x in enumerate(ids) if limit is None or len(x) < limit]
     sps = [VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-               stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i)) for p, i in requests]
-    outs = self.llm.generate([{'prompt_token_ids': x} for x in ids], sps, use_tqdm=False, lora_request=lora)
-    return [Completion(o.outputs[0].text, 'stop' if o.outputs[0].finish_reason == 'stop' else 'length',
-                       len(x), len(o.outputs[0].token_ids)) for o, x in zip(outs, ids)]
+               stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i)) for p, i in (requests[j] for j in fits)]
+    outs = self.llm.generate([{'prompt_token_ids': ids[j]} for j in fits], sps, use_tqdm=False, lora_request=lora) if fits else []
+    res = [Completion('', 'skipped', len(x), 0, skipped=f'prompt of {len(x)} tokens does not fit max_model_len {limit}') for x in ids]
+    for j, o in zip(fits, outs):
+        res[j] = Completion(o.outputs[0].text, 'stop' if o.outputs[0].finish_reason == 'stop' else 'length', len(ids[j]), len(o.outputs[0].token_ids))
+    return res
 
 # %% ../nbs/05_generate.ipynb #30266db8
 @patch
@@ -589,6 +599,13 @@ def _stream(self: OpenAIGenerator, requests, params):
 
 # %% ../nbs/05_generate.ipynb #3abcd1e6
 BACKENDS = {'transformers': TransformersGenerator, 'vllm': VLLMGenerator, 'openai': OpenAIGenerator}
+VLLM_DTYPES = ('auto', 'bfloat16', 'float16', 'float32')   # what `vllm_dtype` may be
+VLLM_PARAMS = ('tensor_parallel_size', 'data_parallel_size', 'max_model_len', 'gpu_memory_utilization', 'enforce_eager', 'dtype')
+
+def backend_settings(backend: str, names: dict) -> dict:
+    "A stage's engine settings for `make_generator`: its `vllm_<name>` parameters for vLLM (0, '' or False: vLLM's own), none for other backends."
+    if backend != 'vllm': return {}
+    return {k: names[f'vllm_{k}'] for k in VLLM_PARAMS if names.get(f'vllm_{k}') not in (None, 0, '', False)}
 
 def make_generator(backend: str = 'transformers', **kw) -> Generator:
     "The generator of `backend` ('transformers', 'vllm' or 'openai') built from `kw`."
@@ -604,6 +621,27 @@ class GenerationError(RuntimeError):
 def sample_key(model_key: str, prompt: Prompt, sample: int, params: SamplingParams) -> str:
     "The store key of one sample: the model (its weights' hash where known), prompt, sample index, sampling."
     return stable_hash({'model': model_key, 'prompt': prompt, 'sample': sample, 'params': params.key()})
+
+# %% ../nbs/05_generate.ipynb #dccc1ebb
+@dataclass
+class Spend:
+    "Prices in money per million tokens, and a cap on what one store may cost (0: none)."
+    price_input: float = 0.0     # per million prompt tokens
+    price_output: float = 0.0    # per million completion tokens (a reasoning model's thinking included)
+    cap: float = 0.0             # stop once the store's samples cost this much (0: no cap)
+
+    def cost(self, recs) -> float:
+        "What records `recs` cost, from the usage each one kept."
+        return sum((r.get('prompt_tokens') or 0) * self.price_input + (r.get('completion_tokens') or 0) * self.price_output for r in recs) / 1e6
+
+class SpendCapReached(RuntimeError):
+    "A store reached its spend cap: what is stored stays; a rerun with a higher cap goes on from there."
+
+def usage(recs, spend: Spend | None = None) -> dict:
+    "Requests, prompt and completion tokens of stored records, and their cost at `spend`'s prices."
+    recs = list(recs)
+    return dict(requests=len(recs), prompt_tokens=sum(r.get('prompt_tokens') or 0 for r in recs),
+                completion_tokens=sum(r.get('completion_tokens') or 0 for r in recs), cost=round((spend or Spend()).cost(recs), 6))
 
 # %% ../nbs/05_generate.ipynb #6a3a393c
 def _todo(keys: list[list[str]], store) -> list[tuple[int, int, str]]:
@@ -629,10 +667,10 @@ def clean_text(s: str | None) -> tuple[str | None, int]:
     return out, n
 
 def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingParams, todo: list, store: JsonlStore,
-                   ids: Sequence | None, bar) -> list[tuple[int, int, str]]:
-    "Generate the `todo` samples, adding each to `store` as it finishes; the failures `(prompt index, sample, message)`."
-    failures = []
-    for j, c in gen.stream([(prompts[k], i) for k, i, _ in todo], params):
+                   ids: Sequence | None, bar, full=lambda rec: False) -> list[tuple[int, int, str]]:
+    "Generate the `todo` samples, adding each to `store` as it finishes, until `full(record)`; the failures `(prompt index, sample, message)`."
+    failures, stream = [], gen.stream([(prompts[k], i) for k, i, _ in todo], params)
+    for j, c in stream:
         k, i, key = todo[j]
         try:
             if isinstance(c, Exception): raise c
@@ -641,9 +679,23 @@ def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingPa
             store.add({**rec, 'replaced_surrogates': a + b} if a + b else rec)
         except Exception as e: failures.append((k, i, str(e) if isinstance(e, RequestError) else f'{type(e).__name__}: {e}')); continue
         bar.update(1)
+        if full(rec): stream.close(); break    # requests not yet sent are never sent
     return failures
 
 # %% ../nbs/05_generate.ipynb #3229a1ea
+def _meter(store: JsonlStore, spend: Spend | None):
+    "`full(record=None)`: whether the store, with `record` just added, has reached `spend`'s cap (a running sum of the cost)."
+    if not (spend and spend.cap): return lambda rec=None: False
+    spent = [spend.cost(store)]
+    def full(rec=None):
+        if rec is not None: spent[0] += spend.cost([rec])
+        return spent[0] >= spend.cap
+    return full
+
+def _over_cap(store: JsonlStore, spend: Spend, total: int):
+    raise SpendCapReached(f'{store.path}: spent ${spend.cost(store):.2f} (at the prices given), the cap of ${spend.cap:.2f} is reached; '
+                          f'{len(store)} of {total} samples stored. Raise the cap and rerun to go on from there.')
+
 def failures_path(path) -> Path:
     "Where `generate_resumable` lists the samples of store `path` that failed for good, with their reasons (JSONL)."
     return Path(str(path) + '.failures.jsonl')
@@ -654,7 +706,8 @@ def generate_resumable(gen: Generator,                 # the backend
                        path: str | os.PathLike,        # the JSONL store (created, or resumed)
                        ids: Sequence | None = None,    # an id per prompt, kept in its records (e.g. a question id)
                        progress: bool = True,          # show a tqdm bar
-                       fsync: bool = False             # fsync each record (survives power loss, not just kill -9)
+                       fsync: bool = False,            # fsync each record (survives power loss, not just kill -9)
+                       spend: Spend | None = None,     # prices and a spend cap: stop once the store's samples cost that much
                        ) -> list[list[dict]]:
     "Generate `params.n` samples per prompt into the store at `path`, skipping those already there; the records per prompt."
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
@@ -663,8 +716,11 @@ def generate_resumable(gen: Generator,                 # the backend
     sid = gen.sampler_id                            # once: it may hash this module's source
     keys = [[sample_key(sid, p, i, params) for i in range(params.n)] for p in prompts]
     todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
+    full = _meter(store, spend)
+    if todo and full(): _over_cap(store, spend, total)
     with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
-        failures = _store_samples(gen, prompts, params, todo, store, ids, bar)
+        failures = _store_samples(gen, prompts, params, todo, store, ids, bar, full)
+    if len(store) < total and full(): _over_cap(store, spend, total)
     if failures:
         write_jsonl(failures_path(path), [dict(id=None if ids is None else ids[k], sample=i, reason=m) for k, i, m in failures])
         raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} (each, with its reason, '
@@ -688,9 +744,10 @@ def sample_and_grade(gen: Generator,               # the model
                      params: SamplingParams,       # `n` samples per prompt
                      store_path: str | os.PathLike,  # the resumable JSONL store of raw generations
                      ids: Sequence | None = None,  # an id per prompt (a question id)
-                     workers: int = 2, progress: bool = True) -> list[list[dict]]:
+                     workers: int = 2, progress: bool = True,
+                     spend: Spend | None = None) -> list[list[dict]]:   # prices and a spend cap (see `generate_resumable`)
     "Generate `params.n` samples per prompt (resumable) and grade each: the samples with `extracted` and `correct`."
-    gens = generate_resumable(gen, prompts, params, store_path, ids=ids, progress=progress) if prompts else []
+    gens = generate_resumable(gen, prompts, params, store_path, ids=ids, progress=progress, spend=spend) if prompts else []
     full = [[join_think(g.get('reasoning_content'), g['text']) for g in gs] for gs in gens]
     ok = grade_groups(full, answers, workers, progress)
     return [[{**g, 'extracted': extract_answer(t), 'correct': v} for g, t, v in zip(gs, ts, vs)]

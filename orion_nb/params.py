@@ -8,7 +8,7 @@ import importlib, os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS',
+__all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS',
            'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'param_errors', 'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
@@ -48,16 +48,22 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'train_pool': ('orion_nb.data', 'POOLS'), 'benchmarks': ('orion_nb.data', 'BENCHMARKS'),
            'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.generate', 'BACKENDS'),
            'reflect_students': ('orion_nb.core', 'REFLECT_STUDENTS'), 'sft_launcher': ('orion_nb.sft', 'LAUNCHERS'),
-           'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS')}
+           'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS'),
+           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',
           'teacher_k': '>= 1', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '>= 1',
           'gen_batch_size': '>= 1', 'exposure_k': '>= 1', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '>= 1',
           'reflect_m': '>= 1', 'reflect_temperature': '>= 0', 'attempts_per_question': '>= 1', 'long_share': '0..1',
-          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_batch_size': '>= 1', 'sft_max_length': '>= 1', 'sft_nproc': '>= 1',
+          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '>= 0', 'sft_batch_size': '>= 1', 'sft_max_length': '>= 1', 'sft_nproc': '>= 1',
           'seeds': '>= 0', 'eval_n': '>= 1', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '>= 1', 'eval_k': '>= 1',
-          'n_boot': '>= 1', 'claim_margin': '0..1', 'nll_examples': '>= 0'}
+          'n_boot': '>= 1', 'claim_margin': '0..1', 'nll_examples': '>= 0', 'eval_top_p': '0..1',
+          'eval_n_by_set': '>= 1', 'eval_max_new_tokens_by_set': '>= 1', 'vllm_tensor_parallel_size': '>= 1',
+          'vllm_data_parallel_size': '>= 1', 'vllm_max_model_len': '>= 0', 'vllm_gpu_memory_utilization': '0..1',
+          'teacher_top_p': '0..1', 'teacher_max_concurrency': '>= 1', 'teacher_timeout': '> 0', 'teacher_max_retries': '>= 0',
+          'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0'}
+BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)
 PROMPTS = {'teacher_prompt': ('question',), 'solve_prompt': ('question',), 'reflect_prompt': ('question', 'reference', 'attempt'),
@@ -97,6 +103,15 @@ def _is(v, t) -> bool:
     "Whether `v` is of the Python type(s) `t`, a bool never counting as a number."
     return isinstance(v, t) and not (isinstance(v, bool) and bool not in (t if isinstance(t, tuple) else (t,)))
 
+# %% ../nbs/45_params.ipynb #5fa0c650
+def _by_set_error(k: str, v: dict) -> str | None:
+    "What is wrong with a per-set mapping: a name that is no evaluation set, or a value that is no integer in range."
+    sets = ['world_test', *allowed_values('benchmarks')]
+    if bad := [s for s in v if s not in sets]: return f"{bad[0]!r} is not an evaluation set; choose from {', '.join(sets)}"
+    if bad := [(s, x) for s, x in v.items() if not _is(x, int) or not in_range(x, RANGES[k])]:
+        return f'{bad[0][0]}: {bad[0][1]!r} must be an integer {RANGES[k]}'
+    return None
+
 # %% ../nbs/45_params.ipynb #944bf7df
 def _type_error(k: str, v, declared: dict) -> str | None:
     "A name's problem before its value: a run key's type, an unknown name, no value, or the wrong type."
@@ -118,6 +133,7 @@ def _value_error(k: str, v) -> str | None:
         if not v and k in NONEMPTY: return 'is empty; give at least one value'
         if k in ITEMS and (bad := [x for x in v if not _is(x, ITEMS[k])]): return f'expected a list of {ITEMS[k].__name__}, got {bad[0]!r}'
         if len(set(map(repr, v))) < len(v): return f'repeats {next(x for i, x in enumerate(v) if x in v[:i])!r}'
+    if k in BY_SET and (e := _by_set_error(k, v)): return e
     if (ok := allowed_values(k)) is not None and (bad := [x for x in items if x not in ok]):
         return f"{', '.join(map(repr, bad))} not allowed; choose from {', '.join(map(str, ok))}"
     if (r := range_of(k)) and (bad := [x for x in items if _is(x, (int, float)) and not in_range(x, r)]):
@@ -155,6 +171,10 @@ def _joint_errors(p: dict) -> dict[str, str]:
     if t == 'column' and not p.get('teacher_traces_path'): out['teacher'] = "'column' needs teacher_traces_path (a JSONL of id and trace)"
     if t in BACKENDS and not p.get('teacher_model'): out['teacher'] = f"{t!r} needs teacher_model"
     if t == 'openai' and not p.get('teacher_base_url'): out['teacher'] = "'openai' needs teacher_base_url"
+    if p.get('sft_extra'):
+        from orion_nb.sft import SFTParams
+        try: SFTParams(extra=p['sft_extra']).check()
+        except ValueError as e: out['sft_extra'] = str(e).removeprefix('extra: ')
     return out
 
 # %% ../nbs/45_params.ipynb #fc040798

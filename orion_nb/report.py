@@ -214,16 +214,36 @@ def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_d
             write_index(run, report_dir, [stage_name(n) for n in nbs])
             raise StageFailed(f"stage {name} failed in {stages[name]['error']} (traceback: {run.path/stages[name]['log']})")
 
+# %% ../nbs/50_report.ipynb #4e2b6931
+def _dry_run(params: dict, params_path, nbs: list[Path], declared: dict, runs_dir, log) -> None:
+    "Say, for each selected stage, whether it would run, and what an API teacher would send and cost; make nothing."
+    import ast
+    from orion_nb.core import STAGES, read_jsonl
+    from orion_nb.teacher import api_estimate
+    path = Path(runs_dir)/params.get('run_name', Path(params_path).stem)
+    resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
+    keys = stage_keys(list(declared), declared, resolved, path)
+    done = json.loads((path/'manifest.json').read_text()).get('stages', {}) if (path/'manifest.json').is_file() else {}
+    eff = {**{k: ast.literal_eval(v['default']) for d in declared.values() for k, v in d.items()}, **resolved}
+    train = path/STAGES['data'].folder/STAGES['data'].files['train']
+    for nb in nbs:
+        old, name = done.get(stage_name(nb), {}), stage_name(nb)
+        if old.get('key') == keys[nb][1] and old.get('status') == 'done': log(f'[orion] {name}: unchanged'); continue
+        est = api_estimate(eff, [r for _, r in read_jsonl(train)] if train.is_file() else None) if name.endswith('teacher') else ''
+        log(f'[orion] {name}: {est or "would run"}')
+
 # %% ../nbs/50_report.ipynb #b8d9de86
 def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  nb_dir: str | os.PathLike = 'nbs/pipeline',  # folder of the pipeline notebooks
                  runs_dir: str | os.PathLike = 'runs',   # run directories go here: runs/<run_name>
                  reports_dir: str | os.PathLike = 'reports',  # HTML reports go here: reports/<run_name>
                  force: bool = False,                 # re-execute every stage notebook (work stored in the run directory is reused)
-                 log=print) -> Path:
+                 log=print,
+                 dry_run: bool = False) -> Path | None:   # only say which stages would run, and what an API teacher would cost
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
     t_start = time.time()
     params, nbs, declared = _load_run(params_path, nb_dir)
+    if dry_run: return _dry_run(params, params_path, nbs, declared, runs_dir, log)
     run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
     keys = stage_keys(list(declared), declared, resolved, run.path)   # chained over every stage, whichever run now
@@ -302,6 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--runs', default='runs'); r.add_argument('--reports', default='reports')
     r.add_argument('--force', action='store_true', help='re-execute every stage notebook even when unchanged; generations and models stored in the run directory '
                    'are reused (a new run directory recomputes everything)')
+    r.add_argument('--dry-run', action='store_true', help='run nothing: say which stages would run and what an API teacher would send and cost')
     c = sub.add_parser('check', help='validate parameter files without running anything')
     c.add_argument('params', nargs='+'); c.add_argument('--notebooks', default='nbs/pipeline')
     return ap
@@ -314,7 +335,7 @@ def main(argv=None):
     def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
     signal.signal(signal.SIGTERM, _interrupt)       # `kill`: like Ctrl-C, the running stage's kernel is stopped first
     try:
-        if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force); return 0
+        if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force, dry_run=a.dry_run); return 0
         return _check_files(a.params, a.notebooks)
     except StageFailed as e: print(f'orion: {e}', file=sys.stderr); return 1
     except KeyboardInterrupt as e: print(f'orion: interrupted ({e or "SIGINT"}); rerun to resume', file=sys.stderr); return 130

@@ -5,22 +5,23 @@
 # %% ../nbs/20_sft.ipynb #60f72dff
 from __future__ import annotations
 import json, os, time
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'SFTParams', 'check_example', 'load_examples', 'example_length',
-           'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config', 'make_trainer',
-           'train_sft', 'loss_tokens', 'main', 'launch_command', 'sft_key', 'train', 'train_examples']
+__all__ = ['PRECISIONS', 'LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'SFTParams', 'precision_flags',
+           'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
+           'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions', 'train_sft',
+           'loss_tokens', 'main', 'launch_command', 'sft_key', 'from_stage', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
 class SFTParams:
     "Everything one SFT run depends on; see the trailing comments."
     epochs: float = 3.0              # passes over the training set
-    lr: float = 1e-3                 # peak learning rate (cosine schedule after warmup)
+    lr: float = 1e-3                 # peak learning rate of full fine-tuning (cosine schedule after warmup)
     warmup: float = 0.03             # warmup, as a fraction of the steps
     scheduler: str = 'cosine'        # transformers lr_scheduler_type
     batch_size: int = 16             # examples per device per step
@@ -29,16 +30,32 @@ class SFTParams:
     max_grad_norm: float = 1.0       # gradient clipping
     max_length: int = 1024           # longest tokenized example (prompt + completion) allowed
     on_overlength: str = 'error'     # longer examples: 'error' (stop, naming them) or 'drop' (leave out, reported)
-    sampling: str = 'auto'           # 'auto', 'random', 'group_by_length' or 'padding_free'
+    drop_questions: list = field(default_factory=list)  # questions left out (the pipeline drops a question too long for any recipe from all)
+    sampling: str = 'auto'           # 'auto', 'random', 'group_by_length' or 'padding_free' (needs flash attention)
     lora: bool = False               # train LoRA adapters (PEFT) instead of all weights
+    lora_lr: float = 2e-4            # peak learning rate of LoRA runs (adapters want a larger one than full fine-tuning)
     lora_r: int = 16                 # LoRA rank
     lora_alpha: int = 32             # LoRA scaling
     lora_dropout: float = 0.05       # LoRA dropout
     lora_targets: str = 'all-linear' # modules that get adapters
-    bf16: bool = False               # bfloat16 mixed precision (GPU)
+    precision: str = 'auto'          # autocast: 'auto' (bf16 on GPUs that have it, else none), 'fp32', 'bf16', 'fp16'; weights stay fp32
+    attn_implementation: str = 'sdpa'  # transformers attention ('flash_attention_2' allows padding-free batches)
     seed: int = 0                    # data order and initialisation of new weights
-    save_steps: int = 0              # checkpoint every N steps for resuming (0: only the final model)
+    save_steps: int = 0              # checkpoint every N steps, so a killed training resumes (0: only the final model)
     ddp_backend: str | None = None   # None: torch's choice ('nccl' on GPUs); 'gloo' for CPU processes
+    report_to: str = 'none'          # transformers integrations to log to: 'none', 'tensorboard', 'trackio', 'wandb', ...
+    extra: dict = field(default_factory=dict)  # any other `trl.SFTConfig` field, e.g. {'gradient_checkpointing': True}
+
+# %% ../nbs/20_sft.ipynb #ecb747d7
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+def precision_flags(precision: str) -> dict:
+    "`SFTConfig`'s `bf16` / `fp16` autocast flags for `precision` ('auto': bf16 where a GPU supports it, else fp32)."
+    if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, not {precision!r}')
+    if precision == 'auto':
+        import torch
+        precision = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
+    return dict(bf16=precision == 'bf16', fp16=precision == 'fp16')
 
 # %% ../nbs/20_sft.ipynb #bddf1fd8
 @patch(cls_method=True)
@@ -107,37 +124,64 @@ class StepLog(TrainerCallback):
         with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
 # %% ../nbs/20_sft.ipynb #a336a8ee
-def pick_sampling(sampling: str) -> str:
-    "Resolve 'auto': padding-free where flash attention runs (CUDA), length-grouped batches elsewhere."
+def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
+    "Resolve 'auto': padding-free where the attention is flash attention (it needs it), length-grouped batches elsewhere."
+    flash = 'flash' in attn_implementation
+    if sampling == 'padding_free' and not flash: raise ValueError(f'padding_free needs a flash attention implementation, not {attn_implementation!r}')
     if sampling != 'auto': return sampling
-    import importlib.util, torch
-    return 'padding_free' if torch.cuda.is_available() and importlib.util.find_spec('flash_attn') else 'group_by_length'
+    return 'padding_free' if flash else 'group_by_length'
 
 # %% ../nbs/20_sft.ipynb #e9977298
-def sft_config(p: SFTParams, out_dir):
-    "TRL `SFTConfig` for `p`: completion-only loss, no truncation, a log line every step."
-    from trl import SFTConfig
+_FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'warmup', 'lr_scheduler_type': 'scheduler',
+         'per_device_train_batch_size': 'batch_size', 'gradient_accumulation_steps': 'grad_accum', 'weight_decay': 'weight_decay',
+         'max_grad_norm': 'max_grad_norm', 'bf16': 'precision', 'fp16': 'precision', 'seed': 'seed', 'data_seed': 'seed',
+         'save_steps': 'save_steps', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
+         'train_sampling_strategy': 'sampling'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
+
+def _config_kwargs(p: SFTParams, out_dir) -> dict:
+    "The `SFTConfig` fields `sft_config` sets: completion-only loss, no truncation, a log line every step."
     import torch
-    s = pick_sampling(p.sampling)
-    return SFTConfig(output_dir=str(out_dir), num_train_epochs=p.epochs, learning_rate=p.lr, warmup_steps=p.warmup,
-                     lr_scheduler_type=p.scheduler, per_device_train_batch_size=p.batch_size,
-                     gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, max_grad_norm=p.max_grad_norm,
-                     max_length=None, completion_only_loss=True, padding_free=(s == 'padding_free'),
-                     train_sampling_strategy='group_by_length' if s == 'group_by_length' else 'random',
-                     bf16=p.bf16, seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
-                     save_strategy='steps' if p.save_steps else 'no', save_steps=p.save_steps or 500,
-                     save_only_model=False, report_to='none', ddp_backend=p.ddp_backend,
-                     use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False)
+    s = pick_sampling(p.sampling, p.attn_implementation)
+    return dict(output_dir=str(out_dir), num_train_epochs=p.epochs, learning_rate=p.lora_lr if p.lora else p.lr, warmup_steps=p.warmup,
+                lr_scheduler_type=p.scheduler, per_device_train_batch_size=p.batch_size,
+                gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, max_grad_norm=p.max_grad_norm,
+                max_length=None, completion_only_loss=True, padding_free=(s == 'padding_free'),
+                train_sampling_strategy='group_by_length' if s == 'group_by_length' else 'random',
+                **precision_flags(p.precision), seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
+                save_strategy='steps' if p.save_steps else 'no', save_steps=p.save_steps or 500,
+                save_only_model=False, report_to=p.report_to, ddp_backend=p.ddp_backend,
+                use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False)
+
+# %% ../nbs/20_sft.ipynb #e0874cf6
+@patch
+def check(self: SFTParams) -> SFTParams:
+    "`self`, once every `extra` name is a `trl.SFTConfig` field that `SFTParams` does not set itself."
+    if not self.extra: return self
+    from trl import SFTConfig
+    names, ours = {f.name for f in fields(SFTConfig)}, set(_config_kwargs(SFTParams(), '.'))
+    for k in self.extra:
+        if k not in names: raise ValueError(f"extra: {k!r} is not an SFTConfig field")
+        if k in ours: raise ValueError(f"extra: {k!r} is set by " + (f'SFTParams.{_FROM[k]}' if k in _FROM else 'orion_nb (sft_config)'))
+    return self
+
+def sft_config(p: SFTParams, out_dir):
+    "TRL `SFTConfig` for `p` (its `extra` fields included)."
+    from trl import SFTConfig
+    return SFTConfig(**_config_kwargs(p.check(), out_dir), **p.extra)
 
 # %% ../nbs/20_sft.ipynb #5559f293
 def _last_checkpoint(out_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-    return get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    "The newest complete checkpoint in `out_dir` (transformers writes `trainer_state.json` last), None without one."
+    def step(p): return int(p.name.rsplit('-', 1)[1]) if p.name.rsplit('-', 1)[1].isdigit() else -1
+    done = [p for p in Path(out_dir).glob('checkpoint-*') if step(p) >= 0 and (p/'trainer_state.json').is_file()]
+    return str(max(done, key=step)) if done else None
 
 def _resume_point(trainer, out_dir: Path) -> str | None:
-    "The last checkpoint in `out_dir` to resume from; without one, the old step log goes (main process)."
-    resume = _last_checkpoint(out_dir)
-    if trainer.is_world_process_zero() and not resume: (out_dir/'trainer_log.jsonl').unlink(missing_ok=True)
+    "The last complete checkpoint in `out_dir`; the step log is cut back to it (without one, it goes) on the main process."
+    resume, log = _last_checkpoint(out_dir), out_dir/'trainer_log.jsonl'
+    if trainer.is_world_process_zero() and log.exists():
+        upto = int(Path(resume).name.rsplit('-', 1)[1]) if resume else 0
+        atomic_write_text(log, ''.join(l for l in log.read_text().splitlines(True) if l.strip() and json.loads(l)['step'] <= upto))
     return resume
 
 # %% ../nbs/20_sft.ipynb #c69daef5
@@ -156,17 +200,30 @@ def make_trainer(model_path, exs: list[dict], out_dir: Path, p: SFTParams, callb
     ds = datasets.Dataset.from_list([{'prompt': e['prompt'], 'completion': e['completion']} for e in exs])
     torch.manual_seed(p.seed)
     peft_config = _lora_config(p)
-    return SFTTrainer(model=load_model(model_path), args=sft_config(p, out_dir), train_dataset=ds,
+    model = load_model(model_path, dtype=torch.float32, attn_implementation=p.attn_implementation)   # fp32 master weights
+    return SFTTrainer(model=model, args=sft_config(p, out_dir), train_dataset=ds,
                       processing_class=tok, peft_config=peft_config,
                       callbacks=[StepLog(out_dir/'trainer_log.jsonl'), *callbacks])
 
 # %% ../nbs/20_sft.ipynb #58ccf237
+def question_id(example_id: str) -> str:
+    "The question an example belongs to: its id up to any `#` suffix (LEMA's corrections are `qid#fix0`, ...)."
+    return str(example_id).split('#')[0]
+
 def _train_set(model_path, train, p: SFTParams) -> tuple[list[dict], dict]:
-    "The checked examples of `train` (a list or a JSONL file) after the length policy, and the audit."
+    "The checked examples of `train` (a list or a JSONL file), less the questions of `p.drop_questions`, after the length policy; and the audit."
     from orion_nb.models import load_tokenizer
     exs = load_examples(train) if isinstance(train, (str, os.PathLike)) else [check_example(e) for e in train]
+    exs = [e for e in exs if question_id(e['id']) not in set(p.drop_questions)]
     audit = audit_lengths(load_tokenizer(model_path), exs, p.max_length)
     return apply_length_policy(exs, audit, p.on_overlength), audit
+
+# %% ../nbs/20_sft.ipynb #a6fa9b22
+def overlength_questions(model_path, example_files: dict, max_length: int) -> dict[str, list[str]]:
+    "For each training set (name -> JSONL file), the questions with an example longer than `max_length` tokens."
+    from orion_nb.models import load_tokenizer
+    tok = load_tokenizer(model_path)
+    return {name: sorted({question_id(i) for i in audit_lengths(tok, load_examples(f), max_length)['over']}) for name, f in example_files.items()}
 
 # %% ../nbs/20_sft.ipynb #2972bea8
 def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, seconds: float, world_size: int, resume) -> dict:
@@ -174,17 +231,25 @@ def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, second
     return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling),
                 audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
                 n_train=n_train, steps=result.global_step, train_loss=result.training_loss,
-                seconds=seconds, world_size=world_size, resumed_from=resume)
+                seconds=seconds, world_size=world_size, resumed_from=resume, pid=os.getpid())
 
 # %% ../nbs/20_sft.ipynb #b683dc44
 def _finish(trainer, out_dir: Path, summary: dict, merge: bool) -> None:
-    "From the main process: the final model (LoRA merged when `merge`), its tokenizer and `summary`; then every process waits."
+    "The final model from every process (FSDP and DeepSpeed gather it), LoRA merged when `merge`; its tokenizer and `summary` from the main one."
     import torch
+    trainer.save_model(str(out_dir/('adapter' if merge else 'model')))   # a collective call: every rank takes part
     if trainer.is_world_process_zero():
-        final = trainer.model.merge_and_unload() if merge else trainer.model
-        final.save_pretrained(out_dir/'model'); trainer.processing_class.save_pretrained(out_dir/'model')
+        if merge: _merge_adapter(summary['model_path'], out_dir/'adapter', out_dir/'model')
+        trainer.processing_class.save_pretrained(out_dir/'model')
         atomic_write_text(out_dir/'sft_summary.json', json.dumps(summary, indent=1) + '\n')
     if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.barrier()
+
+def _merge_adapter(base, adapter: Path, out: Path) -> None:
+    "The base model with the LoRA adapter at `adapter` merged in, saved to `out` (fp32, as trained)."
+    import torch
+    from peft import PeftModel
+    from orion_nb.models import load_model
+    PeftModel.from_pretrained(load_model(base, dtype=torch.float32), str(adapter)).merge_and_unload().save_pretrained(out)
 
 # %% ../nbs/20_sft.ipynb #f31b0656
 def train_sft(model_path,                  # starting model: a local folder or a Hub id
@@ -195,7 +260,7 @@ def train_sft(model_path,                  # starting model: a local folder or a
               callbacks=(),                # extra transformers callbacks
              ) -> dict:
     "Fine-tune `model_path` on prompt–completion `train` with TRL; return a summary (also saved as `sft_summary.json`)."
-    p = params if isinstance(params, SFTParams) else SFTParams.from_dict(params or {})
+    p = (params if isinstance(params, SFTParams) else SFTParams.from_dict(params or {})).check()
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     exs, audit = _train_set(model_path, train, p)
     trainer = make_trainer(model_path, exs, out_dir, p, callbacks)
@@ -233,12 +298,11 @@ OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may 
 DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
 
 def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
-    "The command running `orion-sft config` under `launcher` (None for 'python': train in this process)."
+    "The command running `orion-sft config` under `launcher`: 'python' is one process of its own, never the caller's (a notebook's kernel)."
     import sys
     if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
-    if launcher == 'python': return None
     bin_ = Path(sys.executable).parent
-    head = ([str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
+    head = ([] if launcher == 'python' else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
             [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []))
     return head + [str(bin_/'orion-sft'), str(config)]
 
@@ -259,6 +323,15 @@ def _stale(out_dir: Path, key: str) -> bool:
     "Whether `out_dir` holds anything made from other content (or of unknown origin)."
     f = out_dir/'cache_key.json'
     return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
+
+# %% ../nbs/20_sft.ipynb #99ae7183
+LAUNCH_PARAMS = ('launcher', 'nproc', 'accelerate_config', 'ddp_backend')   # `train`'s launch arguments
+
+def from_stage(names: dict, seed: int) -> tuple[dict, dict]:
+    "A pipeline stage's SFT parameters and launch, from its `sft_<name>` parameters (`names`: the notebook's globals)."
+    fs = {f.name for f in fields(SFTParams)} - {'seed', 'ddp_backend'}     # the seed is the stage's; ddp_backend comes with the launch
+    params = {k[4:]: v for k, v in names.items() if k.startswith('sft_') and k[4:] in fs}
+    return {**params, 'seed': seed}, {k: names[f'sft_{k}'] for k in LAUNCH_PARAMS if f'sft_{k}' in names}
 
 # %% ../nbs/20_sft.ipynb #6aa41d89
 def _summary_of(out_dir: Path, cached: bool) -> dict:
@@ -296,8 +369,7 @@ def train(model_path,                    # starting model: a local folder or a H
     ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
     cmd = launch_command(launcher, _write_config(out_dir, model_path, train_path, params), nproc, accelerate_config)
-    if cmd is None: train_sft(model_path, train_path, out_dir, params)
-    else: subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True)
     return _summary_of(out_dir, False)
 
 # %% ../nbs/20_sft.ipynb #trex0cd1

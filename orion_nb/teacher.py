@@ -12,7 +12,7 @@ from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
-           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_summary']
+           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_summary', 'api_estimate']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -108,11 +108,12 @@ def generator_teacher(problems: Sequence[dict],  # problem records
                       store_path,                 # JSONL store of raw generations (resumable)
                       out_path=None, workers: int = 2,
                       template: str = TEACHER_PROMPT,  # user prompt; `{question}` is filled in
-                      progress: bool = True) -> list[dict]:
+                      progress: bool = True,
+                      spend=None) -> list[dict]:            # `generate.Spend`: prices and a spend cap (API teachers)
     "Stage 1 with a generation backend: k traces per question through a resumable store, then rejection sampling."
     prompts = [[{'role': 'user', 'content': fill(template, question=p['question'])}] for p in problems]
     out = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
-                           ids=[p['id'] for p in problems], workers=workers, progress=progress)
+                           ids=[p['id'] for p in problems], workers=workers, progress=progress, spend=spend)
     cots = [[join_think(r.get('reasoning_content'), r['text']) for r in rs] for rs in out]
     meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
     return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers,
@@ -124,3 +125,18 @@ def teacher_summary(recs: Sequence[dict]) -> dict:
     n_tr = sum(r['teacher']['k'] for r in recs); n_kept = sum(len(r['teacher']['kept']) for r in recs)
     return dict(questions=len(recs), traces=n_tr, kept=n_kept, acceptance=round(n_kept / max(n_tr, 1), 4),
                 questions_without_cot=sum(not r['teacher']['kept'] for r in recs))
+
+# %% ../nbs/10_teacher.ipynb #59629336
+def api_estimate(p: dict,                        # the teacher stage's parameters (defaults filled in)
+                 train: Sequence[dict] | None = None,  # the training questions, once the data stage has run
+                 chars_per_token: float = 4.0) -> str:  # prompt tokens are estimated from characters (no tokenizer for an API)
+    "What an API teacher would send and cost at most, before any request; '' for other teachers."
+    if p.get('teacher') != 'openai': return ''
+    n = (len(train) if train is not None else p['train_n']) * p['teacher_k']
+    out = n * p['teacher_max_new_tokens']
+    text = f"would send {n} requests: at most {out:,} completion tokens, at most ${out * p['teacher_price_output'] / 1e6:,.2f} for completions"
+    if train is None: text += '; prompt tokens known once the data stage has run'
+    else:
+        prompt = round(p['teacher_k'] * sum(len(fill(p['teacher_prompt'], question=r['question'])) for r in train) / chars_per_token)
+        text += f"; about {prompt:,} prompt tokens, ${prompt * p['teacher_price_input'] / 1e6:,.2f}"
+    return text + (f"; spend cap ${p['teacher_spend_cap']:,.2f}" if p.get('teacher_spend_cap') else '; no spend cap')

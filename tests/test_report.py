@@ -115,3 +115,28 @@ def test_killing_orion_stops_its_kernel(tmp_path, pipe, sig):
     assert len(ticks.read_text()) == n, 'the kernel kept running after orion was killed'
     assert p.returncode != 0
     assert json.loads((tmp_path/'runs/r/manifest.json').read_text())['stages']['01_b']['status'] == 'interrupted'
+
+def test_dry_run_runs_nothing(tmp_path, pipe, capsys):
+    "`orion run --dry-run`: which stages would run, nothing executed, no run folder made."
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\nn: 3\n')
+    args = ['--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')]
+    assert main(['run', str(pf), '--dry-run', *args]) == 0
+    out = capsys.readouterr().out
+    assert '00_a: would run' in out and '01_b: would run' in out and not (tmp_path/'runs').exists() and not (tmp_path/'reports').exists()
+    assert main(['run', str(pf), *args]) == 0; capsys.readouterr()
+    assert main(['run', str(pf), '--dry-run', *args]) == 0
+    assert '00_a: unchanged' in capsys.readouterr().out
+
+def test_dry_run_estimates_the_api_teacher(tmp_path, monkeypatch, capsys):
+    "Before any request: how many, how many tokens at most, and what they cost at most at the prices given."
+    monkeypatch.chdir(ROOT)
+    pf = tmp_path/'api.yaml'
+    pf.write_text((ROOT/'params'/'qwen2.5-1.5b-r1-api.yaml').read_text().replace('teacher_price_output: 2.19', 'teacher_price_output: 3.0'))
+    assert main(['run', str(pf), '--dry-run', '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')]) == 0
+    out = capsys.readouterr().out
+    from orion_nb.params import load_params
+    p = load_params(pf)
+    n, budget = p['train_n'] * p['teacher_k'], p['teacher_max_new_tokens']
+    assert f'02_teacher: would send {n} requests' in out and f'at most {n * budget:,} completion tokens' in out
+    assert f'at most ${n * budget * 3.0 / 1e6:,.2f} for completions' in out and f"spend cap ${p['teacher_spend_cap']:,.2f}" in out
+    assert not (tmp_path/'runs').exists()

@@ -101,3 +101,74 @@ def test_ddp_two_cpu_processes(base, tmp_path):
     log = (tmp_path/'out'/'trainer_log.jsonl').read_text().splitlines()
     assert len(log) == s['steps']                                              # written by one process only
     assert sorted(p.name for p in (tmp_path/'out'/'model').iterdir() if p.suffix == '.safetensors') == ['model.safetensors']
+
+
+def test_bf16_stored_model_learns(base, tmp_path):
+    "A model stored in bf16, trained a few steps at a small lr, changes (nearly) every weight: the master weights are fp32."
+    from orion_nb.models import load_model
+    path, tok = base
+    m = load_model(path, dtype=torch.bfloat16); save_model(m, tok, tmp_path/'bf16')
+    train_sft(tmp_path/'bf16', examples(24), tmp_path/'out', dict(epochs=1, batch_size=1, lr=1e-5, max_length=128, warmup=0.0))
+    before, after = load_model(tmp_path/'bf16'), load_model(tmp_path/'out'/'model')
+    changed = sum((a.float() != b.float()).sum().item() for a, b in zip(after.parameters(), before.parameters()))
+    total = sum(p.numel() for p in before.parameters())
+    assert changed / total > 0.9, f'{changed / total:.1%} of the weights changed'
+
+def test_precision_settings(base):
+    "'auto' is bf16 autocast on a GPU that has it, fp32 elsewhere; the weights load in fp32 whatever the stored dtype."
+    from orion_nb.sft import sft_config, precision_flags
+    assert precision_flags('fp32') == dict(bf16=False, fp16=False)
+    assert precision_flags('bf16') == dict(bf16=True, fp16=False) and precision_flags('fp16') == dict(bf16=False, fp16=True)
+    assert precision_flags('auto') == (dict(bf16=True, fp16=False) if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else dict(bf16=False, fp16=False))
+    with pytest.raises(ValueError, match="precision must be one of"): precision_flags('half')
+    c = sft_config(SFTParams(precision='fp32'), '/tmp/x')
+    assert (c.bf16, c.fp16) == (False, False)
+
+def test_python_launcher_trains_in_a_subprocess(base, tmp_path):
+    "Every training goes through a launcher in a process of its own, 'python' too: never in the caller (a notebook's kernel)."
+    from orion_nb.sft import train
+    path, _ = base
+    data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(8)))
+    s = train(path, data, tmp_path/'out', dict(epochs=1, batch_size=4, max_length=128), launcher='python')
+    assert s['pid'] != os.getpid() and s['steps'] == 2 and (tmp_path/'out'/'model').is_dir()
+
+def test_killed_training_resumes(base, tmp_path):
+    "With checkpoints every 2 steps, a training killed after its first checkpoint resumes from it and ends at the same step."
+    import signal, time
+    path, _ = base
+    data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
+    params = dict(epochs=2, batch_size=2, lr=1e-2, max_length=128, save_steps=2)
+    cfg = tmp_path/'cfg.json'; cfg.write_text(json.dumps(dict(model=str(path), train=str(data), out_dir=str(tmp_path/'out'), params=params)))
+    cmd = [str(Path(sys.executable).parent/'orion-sft'), str(cfg)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    t0 = time.time()
+    while not list((tmp_path/'out').glob('checkpoint-*/trainer_state.json')) and time.time() - t0 < 300: time.sleep(0.05)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (tmp_path/'out'/'sft_summary.json').exists(), 'the training ended before it could be killed'
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path/'out'/'sft_summary.json').read_text())
+    assert s['resumed_from'] and 'checkpoint-' in s['resumed_from'] and s['steps'] == 32
+    steps = [json.loads(l)['step'] for l in open(tmp_path/'out'/'trainer_log.jsonl')]
+    assert steps == list(range(1, 33))                                       # every step logged once
+
+def test_lora_has_its_own_lr_and_config_passes_through(base, tmp_path):
+    "LoRA trains at `lora_lr`; any SFTConfig field can be set through `extra` (unknown names refused); report_to is a setting."
+    from orion_nb.sft import sft_config
+    p = SFTParams(lora=True, lr=1e-5, lora_lr=2e-4, extra={'logging_first_step': True}, report_to='tensorboard')
+    c = sft_config(p, tmp_path)
+    assert c.learning_rate == 2e-4 and c.logging_first_step is True and c.report_to == ['tensorboard']
+    assert sft_config(SFTParams(lr=1e-5, lora_lr=2e-4), tmp_path).learning_rate == 1e-5
+    with pytest.raises(ValueError, match="extra: 'learning_rat' is not an SFTConfig field"): SFTParams(extra={'learning_rat': 1.0}).check()
+    with pytest.raises(ValueError, match="extra: 'learning_rate' is set by SFTParams.lr"): SFTParams(extra={'learning_rate': 1.0}).check()
+
+def test_padding_free_only_with_flash_attention():
+    from orion_nb.sft import pick_sampling
+    assert pick_sampling('auto', 'sdpa') == 'group_by_length'
+    with pytest.raises(ValueError, match='padding_free needs a flash attention implementation'): pick_sampling('padding_free', 'sdpa')
+
+def test_gpu_bench_skips_or_runs():
+    "bench/gpu.py: without a GPU it says so and exits 0 (with one, it prints its figures)."
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[1]/'bench'/'gpu.py')], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ('skipped: no GPU' in r.stdout) != torch.cuda.is_available() or 'sft_tokens_per_s:' in r.stdout

@@ -24,9 +24,13 @@ def fake_vllm(monkeypatch):
             text=f'seed {sp.seed}', token_ids=[1] * min(3, sp.max_tokens), finish_reason='length' if sp.max_tokens <= 3 else 'stop')]
 
     class LLM:
-        def __init__(self, **kw): seen['llm'] = kw
+        def __init__(self, **kw):
+            seen['llm'] = kw
+            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=kw.get('max_model_len', 4096)))
         def get_tokenizer(self): return tok
         def generate(self, prompts, sps, use_tqdm=True, lora_request=None):
+            if any(len(p['prompt_token_ids']) >= self.llm_engine.model_config.max_model_len for p in prompts):
+                raise ValueError('The decoder prompt is longer than the maximum model length')   # as vLLM does: the whole batch
             seen.setdefault('calls', []).append((prompts, sps, lora_request))
             return [Out(p['prompt_token_ids'], sp) for p, sp in zip(prompts, sps)]
 
@@ -96,6 +100,9 @@ def main(base, lora):
     with tempfile.TemporaryDirectory() as d:
         recs = generate_resumable(v, chats, sp, Path(d) / 'g.jsonl', progress=False)
         assert sum(1 for _ in open(Path(d) / 'g.jsonl')) == 24 and recs[0][0]['backend'] == 'vllm'
+    mixed = v.generate([chats[0], 'word ' * 600], gp)        # one prompt longer than max_model_len: skipped, the other answered
+    assert mixed[1][0].finish_reason == 'skipped' and 'does not fit max_model_len 512' in mixed[1][0].skipped, mixed[1][0]
+    assert mixed[0][0].text == got[0][0].text
     v.close()
     vl = VLLMGenerator(base, lora=lora, **eng)
     hl = TransformersGenerator(base, lora=lora)
@@ -117,3 +124,23 @@ def test_vllm_offline_matches_transformers(gen_vllm_py, gen_tiny_dir, tmp_path):
     r = subprocess.run([gen_vllm_py, str(script), str(gen_tiny_dir/'base'), str(gen_tiny_dir/'lora')],
                        env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
     assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+
+
+def test_overlong_prompts_are_skipped_not_fatal(fake_vllm):
+    "A prompt that does not fit `max_model_len` is skipped with its reason; the rest of the batch is generated."
+    seen, tok = fake_vllm
+    g = VLLMGenerator('org/model', max_model_len=40)
+    out = g.generate(['What is 2 plus 3?', 'word ' * 60, 'What is 1 plus 1?'], SamplingParams(max_new_tokens=3))
+    assert [o[0].finish_reason for o in out] == ['length', 'skipped', 'length']
+    n = len(prompt_ids(tok, 'word ' * 60))
+    assert out[1][0].skipped == f'prompt of {n} tokens does not fit max_model_len 40' and out[1][0].text == ''
+    assert len(seen['calls'][0][0]) == 2                                        # only the prompts that fit were sent
+
+def test_pipeline_engine_settings():
+    "A stage's vllm_* parameters become engine settings (0 or '': vLLM's own choice); other backends get none."
+    from orion_nb.generate import backend_settings
+    names = dict(vllm_tensor_parallel_size=2, vllm_data_parallel_size=4, vllm_max_model_len=0, vllm_gpu_memory_utilization=0.85,
+                 vllm_enforce_eager=True, vllm_dtype='bfloat16', gen_batch_size=8)
+    assert backend_settings('vllm', names) == dict(tensor_parallel_size=2, data_parallel_size=4, gpu_memory_utilization=0.85,
+                                                   enforce_eager=True, dtype='bfloat16')
+    assert backend_settings('transformers', names) == {}
