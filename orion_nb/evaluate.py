@@ -8,11 +8,11 @@ import math, random
 from collections import defaultdict
 from typing import Sequence
 from .core import write_jsonl
-from .generate import sample_and_grade
+from .generate import SamplingParams, sample_and_grade
 from .models import SOLVE_PROMPT, solve_messages
 
 # %% auto #0
-__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate']
+__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate', 'set_sampling']
 
 # %% ../nbs/30_evaluate.ipynb #379fc175
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -87,3 +87,13 @@ def evaluate(gen,                       # the model under test (`orion_nb.genera
                  completion_tokens=g['completion_tokens']) for p, gs in zip(problems, gens) for g in gs]
     if out_path is not None: write_jsonl(out_path, outs)
     return outs
+
+# %% ../nbs/30_evaluate.ipynb #4fa119ea
+def set_sampling(name: str,                      # the evaluation set, e.g. 'aime24'
+                 n: int, max_new_tokens: int,    # the defaults: samples per question, answer budget
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                 n_by_set: dict | None = None,   # set -> samples per question (e.g. {'aime24': 64})
+                 max_new_tokens_by_set: dict | None = None) -> SamplingParams:   # set -> answer budget
+    "The sampling of evaluation set `name`: its own n and budget where given, else the defaults."
+    return SamplingParams(temperature=temperature, top_p=top_p, n=(n_by_set or {}).get(name, n),
+                          max_new_tokens=(max_new_tokens_by_set or {}).get(name, max_new_tokens), seed=seed)
