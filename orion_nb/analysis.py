@@ -11,8 +11,8 @@ from .steps import step_consistency
 
 # %% auto #0
 __all__ = ['REFLECTION_MARKERS', 'JUDGE_PROMPT', 'mean_ci', 'accuracy_table', 'claim_check', 'stability', 'seed_spread',
-           'plot_curves', 'ngram_repetition', 'reflection_rate', 'coherence', 'response_nll', 'parse_score',
-           'judge_scores']
+           'plot_curves', 'ngram_repetition', 'reflection_rate', 'coherence', 'response_nll', 'training_compute',
+           'parse_score', 'judge_scores']
 
 # %% ../nbs/40_analysis.ipynb #0fd6ec12
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -124,6 +124,16 @@ def response_nll(model, tokenizer, examples: Sequence[dict], batch_size: int = 8
             nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction='none')[len(prompt) - 1:]
             out.append(nll.mean().item())
     return out
+
+# %% ../nbs/40_analysis.ipynb #12f4c73e
+def training_compute(sft_summary: dict, examples: Sequence[dict], tokenizer) -> dict:
+    "What one training saw (its `sft_summary.json` and its training set): examples, questions, tokens per epoch and over all epochs, steps."
+    from orion_nb.sft import example_length, loss_tokens, question_id
+    drop, gone = set(sft_summary['params'].get('drop_questions') or []), set(sft_summary.get('dropped') or [])
+    kept = [e for e in examples if e['id'] not in gone and question_id(e['id']) not in drop]
+    target, total, ep = sum(len(loss_tokens(tokenizer, e)) for e in kept), sum(example_length(tokenizer, e) for e in kept), sft_summary['params']['epochs']
+    return dict(examples=len(kept), questions=len({question_id(e['id']) for e in kept}), target_tokens=target, tokens=total,
+                target_tokens_seen=round(target * ep), tokens_seen=round(total * ep), steps=sft_summary['steps'])
 
 # %% ../nbs/40_analysis.ipynb #92cb63ce
 JUDGE_PROMPT = ("Rate the following solution to a math problem for coherence and logical consistency: does each step "
