@@ -11,8 +11,9 @@ from typing import Any, Callable
 from .core import DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['FIELDS', 'MAX_CHARS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'make_record', 'last_boxed', 'gsm8k_final',
-           'math_level', 'Source', 'to_dataset', 'load_benchmark', 'load_train_pool', 'load_problems']
+__all__ = ['FIELDS', 'MAX_CHARS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'id_value', 'make_record', 'last_boxed',
+           'gsm8k_final', 'math_level', 'Source', 'skipped_rows', 'warn_skipped', 'to_dataset', 'load_benchmark',
+           'load_train_pool', 'load_problems']
 
 # %% ../nbs/01_data.ipynb #af5e46af
 FIELDS = ('id', 'question', 'answer', 'solution', 'source', 'level', 'subject')
@@ -28,6 +29,11 @@ def answer_text(v: Any, where: dict) -> str:
     if re.fullmatch(r'[+-]?(nan|inf(inity)?)', s, re.I): raise DataError(f'{s!r} is not a finite number', **where)
     if not _balanced(s): raise DataError(f'{s!r} has unbalanced braces', **where)
     return s
+
+def id_value(v: Any, where: dict):
+    "A record id as given: a string or an integer (not a bool); anything else is a located error."
+    if isinstance(v, bool) or not isinstance(v, (str, int)): raise DataError(f'expected a string or an integer, got {type(v).__name__}', **where)
+    return v
 
 def _balanced(s: str) -> bool:
     "Whether the grouping braces of `s` (not `\\\\{`, `\\\\}`) open and close in pairs."
@@ -52,7 +58,7 @@ def make_record(id, question, answer, source, solution=None, level=None, subject
         if not isinstance(v, str): raise DataError(f'expected a string, got {type(v).__name__}', **where(f))
         if f in limits and len(v) > limits[f]: raise DataError(f"{len(v)} characters, more than max_chars['{f}']={limits[f]}", **where(f))
         return v
-    if isinstance(id, bool) or not isinstance(id, (str, int)): raise DataError(f'expected a string or an integer, got {type(id).__name__}', **where('id'))
+    id_value(id, where('id'))
     if not text('question', question).strip(): raise DataError('is empty', **where('question'))
     text('solution', solution, False); text('subject', subject, False)
     if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
@@ -120,9 +126,7 @@ def _qa(name, q='problem', a='answer', sol=None, id_field=None, level=None, subj
     "A converter for sources that keep question, answer and extras in plain fields."
     def convert(row, i, path, line, max_chars=None):
         g = lambda f, req=True: _get(row, f, path, line, req) if f else None
-        rid = row[id_field] if id_field and row.get(id_field) is not None else i   # no id: numbered by position
-        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-            raise DataError(f'expected a string or an integer, got {type(rid).__name__}', path, line, id_field)
+        rid = id_value(row[id_field], dict(path=path, line=line, field=id_field)) if id_field and row.get(id_field) is not None else i   # no id: by position
         if sol and not isinstance(g(sol, False), (str, type(None))):
             raise DataError(f'expected a string, got {type(row[sol]).__name__}', path, line, sol)
         if boxed_answer and row.get(a) is None:   # answer = last \boxed{} of the solution, as in ../shared/data
@@ -158,6 +162,15 @@ TRAIN_POOLS = {s.name: s for s in [
 POOLS = ('world', *TRAIN_POOLS)   # training pools by name: the generated world (`orion_nb.world`) or a real one
 
 # %% ../nbs/01_data.ipynb #df8459c8
+def skipped_rows(on_invalid: str) -> list | None:
+    "Where a loader collects the bad rows it skips: a list for 'skip', None for 'raise' (stop at the first); anything else is an error."
+    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+    return [] if on_invalid == 'skip' else None
+
+def warn_skipped(path, errors) -> None:
+    "One warning naming every skipped row (`DataError`s, in line order); nothing when none was skipped."
+    if errors: warnings.warn(f'{path}: skipped {len(errors)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, sorted(errors, key=lambda e: e.line or 0))))
+
 def _convert(src: Source, row, i, path, line, max_chars) -> dict:
     "`src.convert` on one row; anything it raises becomes a `DataError` naming the row."
     try: return src.convert(row, i, path, line, max_chars)
@@ -175,8 +188,7 @@ def _records_from_rows(src: Source, rows, path, on_invalid='raise', bad_lines=()
             if on_invalid == 'raise': raise
             skipped.append(e); continue
         seen[rec['id']] = line; out.append(rec)
-    if skipped := sorted([*skipped, *bad_lines], key=lambda e: e.line or 0):
-        warnings.warn(f'{path}: skipped {len(skipped)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, skipped)))
+    warn_skipped(path, [*skipped, *bad_lines])
     if not out: raise DataError('holds no problems', path)
     return out
 
@@ -199,14 +211,13 @@ def _hub_rows(src: Source):
 
 def _file_records(src: Source, p: Path, on_invalid: str, max_chars=None) -> list[dict]:
     "Records of `src` from JSONL file `p`; with 'skip', unreadable lines are skipped and named like bad rows."
-    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
-    bad = [] if on_invalid == 'skip' else None
+    bad = skipped_rows(on_invalid)
     rows = list(read_jsonl(p, bad))
     return _records_from_rows(src, rows, p, on_invalid, bad or (), max_chars)
 
 def _load(src: Source, path, hub_id, on_invalid, max_chars=None):
     "Records of `src` from `path` (file or data folder), `$ORION_DATA_DIR`, or the Hub."
-    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+    skipped_rows(on_invalid)   # an unknown `on_invalid` stops here, before any file or download
     path = path or os.environ.get('ORION_DATA_DIR')
     if hub_id or path is None:
         src = Source(**{**src.__dict__, 'hub_id': hub_id or src.hub_id})

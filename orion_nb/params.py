@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS',
-           'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'param_errors', 'check_params']
+           'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'declared_defaults', 'param_errors',
+           'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
 class ParamFile(dict):
@@ -92,11 +93,19 @@ def in_range(v, rule: str) -> bool:
 # %% ../nbs/45_params.ipynb #9d32a1f3
 _TYPES = {'int': (int,), 'float': (int, float), 'str': (str,), 'bool': (bool,), 'list': (list,), 'dict': (dict,)}
 
+def _default(src: str):
+    "A declared default's value (None when it is not a literal)."
+    import ast
+    try: return ast.literal_eval(src)
+    except (ValueError, SyntaxError): return None
+
+def declared_defaults(declared: dict[str, dict]) -> dict:
+    "Every declared parameter's default value: name -> value (None where it is not a literal)."
+    return {k: _default(d['default']) for k, d in declared.items()}
+
 def _literal_type(default: str) -> str | None:
     "The type name of a parameter default written as a Python literal (None: unknown or None)."
-    import ast
-    try: v = ast.literal_eval(default)
-    except (ValueError, SyntaxError): return None
+    v = _default(default)
     return None if v is None else type(v).__name__
 
 def _is(v, t) -> bool:
@@ -188,26 +197,19 @@ def param_errors(params: dict,                  # names and values (a `ParamFile
     from orion_nb.student import BUILT
     base, errs = Path(base or Path.cwd()), []
     where = params.where if isinstance(params, ParamFile) else (lambda k, s=None: str(s))
-    defaults = {k: _default(d['default']) for k, d in declared.items()}
     for k, v in params.items():
         e = (_type_error(k, v, declared) or (k not in RUN_KEYS and v is not None and (_value_error(k, v) or _path_error(k, v, base)
              or _model_error(k, v, base, BUILT))) or None)
         if k == 'stages' and e is None and stage_names is not None and (bad := [s for s in v if s not in stage_names]):
             e = f"{', '.join(map(repr, bad))} not a stage; choose from {', '.join(stage_names)}"
         if e: errs.append(_message(where(k, source), k, e))
-    if not errs: errs = [_message(where(k, source), k, e) for k, e in _joint_errors({**defaults, **params}).items()]
+    if not errs: errs = [_message(where(k, source), k, e) for k, e in _joint_errors({**declared_defaults(declared), **params}).items()]
     return errs
 
 def _message(where: str, k: str, e: str) -> str:
     "One line: `file:line: parameter 'k': e` (an unknown name: `file:line: unknown parameter 'k'...`)."
     u = 'unknown parameter'
     return f"{where}: {u} '{k}'{e[len(u):]}" if e.startswith(u) else f"{where}: parameter '{k}': {e}"
-
-def _default(src: str):
-    "A declared default's value (None when it is not a literal)."
-    import ast
-    try: return ast.literal_eval(src)
-    except (ValueError, SyntaxError): return None
 
 def check_params(params: dict, declared: dict[str, dict], source='parameters', stage_names=None, base=None) -> None:
     "Raise `ValueError` listing every problem of `params` (see `param_errors`)."

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_modules, package_versions, stable_hash)
-from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, load_params
+from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params
 
 # %% auto #0
 __all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'stage_name', 'render_html',
@@ -170,12 +170,20 @@ def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
     "The parameters of `params_path`, checked against every stage's; the stages they select; what each notebook declares."
     params, every = load_params(params_path), pipeline_notebooks(nb_dir)
     declared = {nb: declared_parameters(nb) for nb in every}
-    check_params(params, {k: v for d in declared.values() for k, v in d.items()}, str(params_path), [stage_name(nb) for nb in every])   # all stages' names
+    check_params(params, _flat(declared), str(params_path), [stage_name(nb) for nb in every])   # all stages' names
     return params, [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']], declared
 
+def _flat(declared: dict) -> dict:
+    "Every stage's declared parameters in one mapping: name -> spec (`declared`: notebook -> its parameters)."
+    return {k: v for d in declared.values() for k, v in d.items()}
+
+def _run_name(params: dict, params_path) -> str:
+    "The run's name: `run_name`, else the parameter file's name."
+    return params.get('run_name', Path(params_path).stem)
+
 def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
-    "The run directory and the report folder, named `run_name` (default: the parameter file's name)."
-    name = params.get('run_name', Path(params_path).stem)
+    "The run directory and the report folder, named after the run (`_run_name`)."
+    name = _run_name(params, params_path)
     run, report_dir = RunDir(Path(runs_dir)/name), Path(reports_dir)/name
     report_dir.mkdir(parents=True, exist_ok=True)
     return run, report_dir
@@ -183,16 +191,19 @@ def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir,
 # %% ../nbs/50_report.ipynb #05c2cdc8
 def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None = None) -> None:
     "Put the run's facts in its manifest: parameters and their hash, commit, package versions, Python, every seed in force."
-    import ast
-    defaults = {k: ast.literal_eval(v['default']) for d in (declared or {}).values() for k, v in d.items() if 'seed' in k}
+    defaults = {k: v for k, v in declared_defaults(_flat(declared or {})).items() if 'seed' in k}
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
                         git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
+def _done(old: dict, key: str, run_path='.') -> bool:
+    "Whether a stage's manifest entry `old` is done with `key` and its executed notebook (relative to the run) kept."
+    return old.get('key') == key and old.get('status') == 'done' and bool(old.get('notebook')) and (Path(run_path)/old['notebook']).is_file()
+
 def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
-    "Whether a stage's manifest entry `old` is done with `key` and its notebook (relative to the run) kept; a deleted report is rendered again."
-    nb = Path(run_path)/old.get('notebook', '')
-    if not (old.get('key') == key and old.get('status') == 'done' and old.get('notebook') and nb.is_file()): return False
+    "Whether the stage need not run again (`_done`); a deleted report is rendered again from its notebook."
+    if not _done(old, key, run_path): return False
+    nb = Path(run_path)/old['notebook']
     html_path = report_dir/old['html']
     if not html_path.is_file(): render_html(nb, html_path)
     return True
@@ -215,20 +226,16 @@ def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_d
             raise StageFailed(f"stage {name} failed in {stages[name]['error']} (traceback: {run.path/stages[name]['log']})")
 
 # %% ../nbs/50_report.ipynb #4e2b6931
-def _dry_run(params: dict, params_path, nbs: list[Path], declared: dict, runs_dir, log) -> None:
+def _dry_run(nbs: list[Path], keys: dict, declared: dict, resolved: dict, path: Path, log) -> None:
     "Say, for each selected stage, whether it would run, and what an API teacher would send and cost; make nothing."
-    import ast
     from orion_nb.core import STAGES, read_jsonl
     from orion_nb.teacher import api_estimate
-    path = Path(runs_dir)/params.get('run_name', Path(params_path).stem)
-    resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
-    keys = stage_keys(list(declared), declared, resolved, path)
     done = json.loads((path/'manifest.json').read_text()).get('stages', {}) if (path/'manifest.json').is_file() else {}
-    eff = {**{k: ast.literal_eval(v['default']) for d in declared.values() for k, v in d.items()}, **resolved}
+    eff = {**declared_defaults(_flat(declared)), **resolved}
     train = path/STAGES['data'].folder/STAGES['data'].files['train']
     for nb in nbs:
-        old, name = done.get(stage_name(nb), {}), stage_name(nb)
-        if old.get('key') == keys[nb][1] and old.get('status') == 'done': log(f'[orion] {name}: unchanged'); continue
+        name = stage_name(nb)
+        if _done(done.get(name, {}), keys[nb][1], path): log(f'[orion] {name}: unchanged'); continue
         est = api_estimate(eff, [r for _, r in read_jsonl(train)] if train.is_file() else None) if name.endswith('teacher') else ''
         log(f'[orion] {name}: {est or "would run"}')
 
@@ -243,10 +250,11 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
     t_start = time.time()
     params, nbs, declared = _load_run(params_path, nb_dir)
-    if dry_run: return _dry_run(params, params_path, nbs, declared, runs_dir, log)
-    run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
+    run_path = Path(runs_dir)/_run_name(params, params_path)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
-    keys = stage_keys(list(declared), declared, resolved, run.path)   # chained over every stage, whichever run now
+    keys = stage_keys(list(declared), declared, resolved, run_path)   # chained over every stage, whichever run now
+    if dry_run: return _dry_run(nbs, keys, declared, resolved, run_path, log)
+    run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
     stages = dict(run.manifest().get('stages', {}))
     _record_facts(run, params, params_path, declared)
     _run_stages(nbs, keys, stages, run, report_dir, force, log)

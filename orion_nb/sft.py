@@ -172,15 +172,19 @@ def sft_config(p: SFTParams, out_dir):
 # %% ../nbs/20_sft.ipynb #5559f293
 def _last_checkpoint(out_dir: Path) -> str | None:
     "The newest complete checkpoint in `out_dir` (transformers writes `trainer_state.json` last), None without one."
-    def step(p): return int(p.name.rsplit('-', 1)[1]) if p.name.rsplit('-', 1)[1].isdigit() else -1
-    done = [p for p in Path(out_dir).glob('checkpoint-*') if step(p) >= 0 and (p/'trainer_state.json').is_file()]
-    return str(max(done, key=step)) if done else None
+    done = [p for p in Path(out_dir).glob('checkpoint-*') if _step(p) >= 0 and (p/'trainer_state.json').is_file()]
+    return str(max(done, key=_step)) if done else None
+
+def _step(checkpoint) -> int:
+    "The step of a `checkpoint-<step>` folder (-1 for any other name)."
+    n = Path(checkpoint).name.rsplit('-', 1)[-1]
+    return int(n) if n.isdigit() else -1
 
 def _resume_point(trainer, out_dir: Path) -> str | None:
     "The last complete checkpoint in `out_dir`; the step log is cut back to it (without one, it goes) on the main process."
     resume, log = _last_checkpoint(out_dir), out_dir/'trainer_log.jsonl'
     if trainer.is_world_process_zero() and log.exists():
-        upto = int(Path(resume).name.rsplit('-', 1)[1]) if resume else 0
+        upto = _step(resume) if resume else 0
         atomic_write_text(log, ''.join(l for l in log.read_text().splitlines(True) if l.strip() and json.loads(l)['step'] <= upto))
     return resume
 
@@ -214,7 +218,8 @@ def _train_set(model_path, train, p: SFTParams) -> tuple[list[dict], dict]:
     "The checked examples of `train` (a list or a JSONL file), less the questions of `p.drop_questions`, after the length policy; and the audit."
     from orion_nb.models import load_tokenizer
     exs = load_examples(train) if isinstance(train, (str, os.PathLike)) else [check_example(e) for e in train]
-    exs = [e for e in exs if question_id(e['id']) not in set(p.drop_questions)]
+    drop = set(p.drop_questions)
+    exs = [e for e in exs if question_id(e['id']) not in drop]
     audit = audit_lengths(load_tokenizer(model_path), exs, p.max_length)
     return apply_length_policy(exs, audit, p.on_overlength), audit
 
@@ -314,7 +319,7 @@ def sft_key(model_path, train_path, params: dict, launch: dict | None = None) ->
                 launch=launch or {}, code=code_hash(['sft']))
 
 def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '') -> dict | None:
-    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content (None: in process)."
+    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content (None: 'python', one process)."
     from orion_nb.core import content_hash
     if launcher == 'python': return None
     return dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {}))

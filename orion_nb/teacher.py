@@ -6,6 +6,7 @@
 from __future__ import annotations
 from typing import Sequence
 from .core import DataError, read_jsonl, write_jsonl
+from .data import id_value, skipped_rows, warn_skipped
 from .grading import extract_answer
 from .models import fill
 from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
@@ -63,8 +64,7 @@ def _trace_row(row: dict, path, line, id_column: str, trace_column: str, max_cha
     "`(question id, trace)` of one row; a `DataError` naming `path:line` and the field when either is missing or malformed."
     for c in (id_column, trace_column):
         if row.get(c) is None: raise DataError('is missing', path, line, c)
-    qid, t = row[id_column], row[trace_column]
-    if isinstance(qid, bool) or not isinstance(qid, (str, int)): raise DataError(f'expected a string or an integer, got {type(qid).__name__}', path, line, id_column)
+    qid, t = id_value(row[id_column], dict(path=path, line=line, field=id_column)), row[trace_column]
     if not isinstance(t, str): raise DataError(f'expected a string, got {type(t).__name__}', path, line, trace_column)
     if not t.strip(): raise DataError('is empty', path, line, trace_column)
     if len(t) > max_chars: raise DataError(f'{len(t)} characters, more than max_chars={max_chars}', path, line, trace_column)
@@ -85,16 +85,14 @@ def load_traces(path,                              # JSONL: one row per trace, w
                 max_chars: int = 1_000_000,         # longest trace (characters)
                ) -> dict:
     "Question id -> list of traces from a JSONL file; every error names the file, its physical line and the field."
-    import warnings
-    if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
-    bad, out = ([] if on_invalid == 'skip' else None), {}
+    bad, out = skipped_rows(on_invalid), {}
     for line, row in read_jsonl(path, bad):
         try: qid, t = _trace_row(row, path, line, id_column, trace_column, max_chars)
         except DataError as e:
             if bad is None: raise
             bad.append(e); continue
         out.setdefault(qid, []).append(t)
-    if bad: warnings.warn(f'{path}: skipped {len(bad)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, sorted(bad, key=lambda e: e.line))))
+    warn_skipped(path, bad)
     if not out: raise DataError('holds no traces', path)
     return out
 
