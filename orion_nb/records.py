@@ -7,13 +7,15 @@ from __future__ import annotations
 
 # %% auto #0
 __all__ = ['FIELDS', 'check_record', 'kept_cots', 'wrong_attempts', 'correct_attempts', 'survived', 'refinements', 'survivors',
-           'target_text']
+           'target_text', 'kept_shorts', 'kept_corrections']
 
 # %% ../nbs/09_records.ipynb #c78b21fe
 FIELDS = {'teacher': ('source', 'k', 'traces', 'kept'),
           'exposure': ('model', 'k', 'attempts', 'n_wrong', 'error_rate', 'wrong'),
           'reflection': ('model', 'with_error', 'prompts', 'refined'),
-          'target': ('text', 'kind', 'why')}
+          'target': ('text', 'kind', 'why'),
+          'short': ('source', 'k', 'traces', 'kept'),
+          'correction': ('source', 'items', 'kept')}
 
 def check_record(rec: dict, *stages: str) -> dict:
     "`rec`, after checking it carries the fields of `stages` (a missing one is an error naming the question and field)."
@@ -53,3 +55,14 @@ def survivors(rec: dict) -> list[dict]:
 def target_text(rec: dict) -> str | None:
     "The record's training target (None: dropped, or before stage 4)."
     return (rec.get('target') or {}).get('text')
+
+# %% ../nbs/09_records.ipynb #ab37591e
+def kept_shorts(rec: dict) -> list[str]:
+    "The short CoTs of a record that passed rejection sampling (none without the field `short`)."
+    return [rec['short']['traces'][j]['text'] for j in rec['short']['kept']] if rec.get('short') else []
+
+def kept_corrections(rec: dict) -> list[dict]:
+    "The verified corrections of a record: each with the wrong `attempt` (its text) it corrects and the correction `text`."
+    c = rec.get('correction') or {}
+    by_sample = {a['sample']: a for a in rec['exposure']['attempts']} if c.get('kept') else {}
+    return [dict(attempt=by_sample[x['attempt']]['text'], text=x['text']) for x in (c['items'][n] for n in c.get('kept', []))]
