@@ -63,7 +63,7 @@ def _fallback(rec: dict, case: str, policy: str) -> dict:
 # %% ../nbs/13_filter.ipynb #6e544d48
 def choose_target(rec: dict,
                   rule: str = 'first',            # among surviving refinements: 'first', 'shortest' or 'random'
-                  never_wrong: str = 'student',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
+                  never_wrong: str = 'teacher',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
                   no_survivor: str = 'teacher',   # questions whose refinements all failed: 'teacher', 'student' or 'drop'
                   seed: int = 0) -> dict:
     "The training target of a record after stage 4: `{text, kind, why}` (kind None: dropped)."
@@ -77,7 +77,7 @@ def choose_target(rec: dict,
 
 # %% ../nbs/13_filter.ipynb #11fccbf2
 def select_targets(recs: Sequence[dict],            # records after stage 3
-                   rule: str = 'first', never_wrong: str = 'student', no_survivor: str = 'teacher', seed: int = 0,
+                   rule: str = 'first', never_wrong: str = 'teacher', no_survivor: str = 'teacher', seed: int = 0,
                    out_path=None) -> list[dict]:
     "Stage 4: form-check every refinement and choose each record's training target."
     out = []

@@ -5,21 +5,22 @@
 # %% ../nbs/14_recipes.ipynb #d4b8d920
 from __future__ import annotations
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 from .core import stable_hash, write_jsonl
 from .models import SOLVE_PROMPT, solve_messages, fill
-from .records import kept_cots, target_text, wrong_attempts
+from .records import correct_attempts, kept_corrections, kept_cots, kept_shorts, target_text, wrong_attempts
 
 # %% auto #0
-__all__ = ['RETRY', 'LEMA_PROMPT', 'ROLES', 'RECIPES', 'example', 'short_target', 'question_set', 'split_cot',
-           'no_reflect_target', 'mistake_text', 'lema_examples', 'RecipeInputs', 'Recipe', 'recipe', 'recipes_with',
-           'long_set', 'build_recipe', 'teacher_set', 'recipe_stats', 'write_recipes']
+__all__ = ['RETRY', 'LEMA_PROMPT', 'LEMA_SOURCES', 'SHORT_SOURCES', 'ROLES', 'RECIPES', 'example', 'short_target', 'question_set',
+           'split_cot', 'no_reflect_target', 'mistake_text', 'lema_examples', 'RecipeInputs', 'Recipe', 'recipe',
+           'recipes_with', 'long_set', 'short_cot', 'build_recipe', 'teacher_set', 'recipe_stats', 'write_recipes']
 
 # %% ../nbs/14_recipes.ipynb #37b87edf
-def example(id, prompt_messages: list[dict], response: str) -> dict:
-    "A prompt–completion training example from chat messages and the response to learn."
-    return {'id': str(id), 'prompt': prompt_messages, 'completion': [{'role': 'assistant', 'content': response}]}
+def example(id, prompt_messages: list[dict], response: str, **provenance) -> dict:
+    "A prompt–completion training example from chat messages and the response to learn; `provenance` (e.g. `source`) is kept with it."
+    return {'id': str(id), 'prompt': prompt_messages, 'completion': [{'role': 'assistant', 'content': response}], **provenance}
 
 # %% ../nbs/14_recipes.ipynb #f0339291
 def short_target(rec: dict) -> str | None:
@@ -33,8 +34,8 @@ def short_target(rec: dict) -> str | None:
     return sol if '\\boxed' in sol or '\\fbox' in sol else f"{sol.strip()}\nThe answer is \\boxed{{{rec['answer']}}}."
 
 # %% ../nbs/14_recipes.ipynb #36973f19
-def _ex(rec, response, prompt_template=SOLVE_PROMPT, suffix=''):
-    return example(rec['id'] + suffix, solve_messages(rec['question'], template=prompt_template), response)
+def _ex(rec, response, prompt_template=SOLVE_PROMPT, suffix='', source=None):
+    return example(rec['id'] + suffix, solve_messages(rec['question'], template=prompt_template), response, **({'source': source} if source else {}))
 
 def question_set(recs: Sequence[dict]) -> list[dict]:
     "The records every recipe is built from: those with an ORION target."
@@ -72,16 +73,25 @@ def mistake_text(error: dict | None) -> str:
     return f"The mistake is in the reasoning ({str(error.get('type', 'unknown')).replace('_', ' ')}): {error.get('note') or 'the final answer is wrong'}."
 
 # %% ../nbs/14_recipes.ipynb #a6eab63c
-def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str = LEMA_PROMPT) -> list[dict]:
-    "Learning from mistakes: the teacher CoT, plus one correction example per wrong attempt."
+LEMA_SOURCES = ('teacher', 'rule')   # the teacher's verified corrections (as published), or the rule-based variant
+
+def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str = LEMA_PROMPT,
+                  source: str = 'teacher',     # 'teacher': the correction stage's corrections; 'rule': `mistake_text` + the teacher CoT
+                  per_question: int = 1,       # the most examples of this question: its corrections first, then its teacher CoT
+                 ) -> list[dict]:
+    "Learning from mistakes: a question's correction examples (its wrong attempt in the prompt), then its teacher CoT; the first `per_question`."
     cot = kept_cots(rec)[0]
-    out = [_ex(rec, cot, solve_prompt)]
-    for a in wrong_attempts(rec):
-        prompt = [{'role': 'user', 'content': fill(lema_prompt, question=rec['question'], attempt=a['text'])}]
-        out.append(example(f"{rec['id']}#fix{a['sample']}", prompt, f"{mistake_text(a.get('error'))}\n\nCorrect solution:\n{cot}"))
-    return out
+    if source == 'teacher':
+        if 'correction' not in rec: raise ValueError(f"lema: record {rec['id']!r} has no corrections: run the correction stage, or use lema_source='rule'")
+        fixes = [(c['attempt'], c['text']) for c in kept_corrections(rec)]
+    else: fixes = [(a['text'], f"{mistake_text(a.get('error'))}\n\nCorrect solution:\n{cot}") for a in wrong_attempts(rec)]
+    out = [example(f"{rec['id']}#fix{n}", [{'role': 'user', 'content': fill(lema_prompt, question=rec['question'], attempt=att)}], text,
+                   source=f'correction_{source}') for n, (att, text) in enumerate(fixes)]
+    return (out + [_ex(rec, cot, solve_prompt, source='teacher_cot')])[:per_question]
 
 # %% ../nbs/14_recipes.ipynb #bc53abdd
+SHORT_SOURCES = ('teacher', 'solution')   # Short-CoT's responses: the short teacher's kept CoTs, or the dataset's solutions
+
 @dataclass
 class RecipeInputs:
     "What a recipe builder may read besides the question set: named parameters with their defaults."
@@ -90,6 +100,14 @@ class RecipeInputs:
     seed: int = 0                            # Mix-Long: which questions get the long CoT
     solve_prompt: str = SOLVE_PROMPT         # the prompt of every solve example (the one used at evaluation)
     lema_prompt: str = LEMA_PROMPT           # LEMA: the prompt showing the incorrect solution
+    short_source: str = 'teacher'            # Short-CoT, Mix-Long: 'teacher' (the short teacher's CoTs) or 'solution' (the dataset's)
+    lema_source: str = 'teacher'             # LEMA: 'teacher' (the correction stage's corrections) or 'rule' (the rule-based variant)
+    lema_per_question: int = 1               # LEMA: the most examples per question (1: like every other recipe)
+    def __post_init__(self):
+        for name, ok in (('short_source', SHORT_SOURCES), ('lema_source', LEMA_SOURCES)):
+            if getattr(self, name) not in ok: raise ValueError(f'{name} must be one of {ok}, not {getattr(self, name)!r}')
+        if not (isinstance(self.lema_per_question, int) and self.lema_per_question >= 1):
+            raise ValueError(f'lema_per_question must be an integer >= 1, not {self.lema_per_question!r}')
 
 @dataclass(frozen=True)
 class Recipe:
@@ -97,7 +115,7 @@ class Recipe:
     name: str                  # the name in parameters, file names and tables
     build: Callable            # `build(question_set, RecipeInputs) -> examples`
     role: str                  # 'method', 'baseline' or 'ablation'
-    inputs: tuple              # what it reads: 'teacher', 'exposure', 'reflection', 'no_error', 'solution'
+    inputs: tuple              # what it reads: 'teacher', 'short', 'exposure', 'correction', 'reflection', 'no_error', 'solution'
     about: str                 # one line for tables and reports
 
 # %% ../nbs/14_recipes.ipynb #4e08203d
@@ -121,33 +139,48 @@ def long_set(ids: Sequence[str], long_share: float, seed: int) -> set:
     order = sorted(ids, key=lambda i: stable_hash([seed, i]))
     return set(order[:round(long_share * len(order))])
 
-def _shorts(qs: Sequence[dict], name: str) -> list[str]:
-    "Every question's short target; a question without one is an error naming the recipe."
-    missing = [r['id'] for r in qs if short_target(r) is None]
-    if missing: raise ValueError(f'{name}: {len(missing)} questions have no short reference solution, e.g. {missing[:5]}')
-    return [short_target(r) for r in qs]
+def short_cot(rec: dict, source: str = 'teacher') -> tuple[str, str] | None:
+    "(text, source) of a question's short CoT: the short teacher's first kept one, else its reference solution ('solution': always that)."
+    if source == 'teacher':
+        if 'short' not in rec: raise ValueError(f"record {rec['id']!r} has no short teacher CoTs: run the short teacher (stage 1), or use short_source='solution'")
+        if kept := kept_shorts(rec): return kept[0], 'short_teacher'
+    t = short_target(rec)
+    return None if t is None else (t, 'solution')
+
+def _shorts(qs: Sequence[dict], name: str, source: str = 'teacher') -> list[tuple[str, str]]:
+    "Every question's short CoT and its source; a question without one is an error naming the recipe."
+    out = [short_cot(r, source) for r in qs]
+    if missing := [r['id'] for r, t in zip(qs, out) if t is None]:
+        raise ValueError(f'{name}: {len(missing)} questions have neither a kept short CoT nor a reference solution, e.g. {missing[:5]}')
+    return out
 
 # %% ../nbs/14_recipes.ipynb #61ea7940
 @recipe('orion', 'method', ['reflection'], 'the selected refined CoT (or the documented fallback of stage 4)')
-def _orion(qs, x): return [_ex(r, r['target']['text'], x.solve_prompt) for r in qs]
+def _orion(qs, x): return [_ex(r, r['target']['text'], x.solve_prompt, source=r['target'].get('kind') or 'refined') for r in qs]
 
-@recipe('short_cot', 'baseline', ['solution'], "a short reference solution (the world's minimal one; GSM8K / MATH solutions)")
-def _short_cot(qs, x): return [_ex(r, t, x.solve_prompt) for r, t in zip(qs, _shorts(qs, 'short_cot'))]
+@recipe('short_cot', 'baseline', ['short', 'solution'], "a short CoT from the short (instruct) teacher, kept when right; or the dataset's solution")
+def _short_cot(qs, x): return [_ex(r, t, x.solve_prompt, source=s) for r, (t, s) in zip(qs, _shorts(qs, 'short_cot', x.short_source))]
 
 @recipe('long_cot', 'baseline', ['teacher'], "the teacher's long CoT (first kept)")
-def _long_cot(qs, x): return [_ex(r, kept_cots(r)[0], x.solve_prompt) for r in qs]
+def _long_cot(qs, x): return [_ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot') for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #5b472cfe
-@recipe('mix_long', 'baseline', ['teacher', 'solution'],
-        'long CoT for a share `long_share` of the questions (1:4 after Mix-Distillation), short for the rest')
+@recipe('mix_long', 'baseline', ['teacher', 'short', 'solution'],
+        'long CoT for a share `long_share` of the questions (1:4 after Mix-Distillation), the short CoT for the rest')
 def _mix_long(qs, x):
     longs = long_set([r['id'] for r in qs], x.long_share, x.seed)
-    return [_ex(r, kept_cots(r)[0] if r['id'] in longs else t, x.solve_prompt) for r, t in zip(qs, _shorts(qs, 'mix_long'))]
+    return [_ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot') if r['id'] in longs else _ex(r, t, x.solve_prompt, source=s)
+            for r, (t, s) in zip(qs, _shorts(qs, 'mix_long', x.short_source))]
 
 # %% ../nbs/14_recipes.ipynb #daaabdb3
-@recipe('lema', 'baseline', ['teacher', 'exposure'],
-        "learning from mistakes: the teacher CoT, plus per wrong attempt its first mistake named and the corrected solution")
-def _lema(qs, x): return [e for r in qs for e in lema_examples(r, x.solve_prompt, x.lema_prompt)]
+@recipe('lema', 'baseline', ['teacher', 'exposure', 'correction'],
+        "learning from mistakes: the teacher's verified correction of a wrong attempt (incorrect step, explanation, correct solution), the teacher CoT where none")
+def _lema(qs, x): return [e for r in qs for e in lema_examples(r, x.solve_prompt, x.lema_prompt, x.lema_source, x.lema_per_question)]
+
+@recipe('rft', 'baseline', ['exposure', 'teacher'], "rejection-sampling fine-tuning: the student's own first correct attempt, the teacher CoT where it has none")
+def _rft(qs, x):
+    return [_ex(r, c[0]['text'], x.solve_prompt, source='student') if (c := correct_attempts(r)) else _ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot')
+            for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #6b2c6445
 @recipe('orion_no_error', 'ablation', ['no_error'], 'without error exposure: the refinement written with no wrong attempt in the prompt')
@@ -168,10 +201,10 @@ def build_recipe(name: str,                    # a name in `RECIPES`
                  no_error_recs: Sequence[dict] | None = None,  # records of the no-error-exposure reflection (its ablation)
                  long_share: float = 0.2,       # Mix-Long: share of long CoTs (0.2 = long:short 1:4)
                  seed: int = 0,                 # Mix-Long: which questions get the long CoT
-                 **prompts) -> list[dict]:      # `solve_prompt`, `lema_prompt` (see `RecipeInputs`)
+                 **options) -> list[dict]:      # the other fields of `RecipeInputs` (prompts, sources, `lema_per_question`)
     "The prompt–completion examples of recipe `name` over the common question set."
     if name not in RECIPES: raise ValueError(f'unknown recipe {name!r}; known: {", ".join(RECIPES)}')
-    return RECIPES[name].build(question_set(recs), RecipeInputs(no_error_recs, long_share, seed, **prompts))
+    return RECIPES[name].build(question_set(recs), RecipeInputs(no_error_recs, long_share, seed, **options))
 
 # %% ../nbs/14_recipes.ipynb #97336ce2
 def teacher_set(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[dict]:
@@ -180,21 +213,21 @@ def teacher_set(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[
 
 # %% ../nbs/14_recipes.ipynb #0e5c1440
 def recipe_stats(examples: Sequence[dict], tokenizer=None) -> dict:
-    "Size of a recipe: examples, questions, response characters and (with a tokenizer) response tokens."
+    "Size of a recipe: examples, questions, response characters, examples per `source` and (with a tokenizer) response tokens."
     resp = [e['completion'][0]['content'] for e in examples]
     out = dict(examples=len(examples), questions=len({e['id'].split('#')[0] for e in examples}),
-               response_chars=sum(map(len, resp)))
+               response_chars=sum(map(len, resp)), sources=dict(sorted(Counter(e.get('source', '-') for e in examples).items())))
     if tokenizer is not None:
         toks = [len(tokenizer(t)['input_ids']) for t in resp]
         out.update(response_tokens=sum(toks), mean_response_tokens=round(sum(toks) / max(len(toks), 1), 1), max_response_tokens=max(toks, default=0))
     return out
 
 # %% ../nbs/14_recipes.ipynb #c887f2be
-def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None, **prompts) -> dict:
+def write_recipes(recs, out_dir, names=None, no_error_recs=None, long_share=0.2, seed=0, tokenizer=None, **options) -> dict:
     "Write each recipe to `out_dir/<name>.jsonl`; return their stats."
     from pathlib import Path
     stats = {}
     for n in names or RECIPES:
-        exs = build_recipe(n, recs, no_error_recs, long_share, seed, **prompts)
+        exs = build_recipe(n, recs, no_error_recs, long_share, seed, **options)
         write_jsonl(Path(out_dir)/f'{n}.jsonl', exs); stats[n] = recipe_stats(exs, tokenizer)
     return stats
