@@ -322,7 +322,7 @@ def write_index(run: RunDir, report_dir: Path, stage_names: list[str]) -> Path:
 
 # %% ../nbs/50_report.ipynb #2aa7570f
 def _parser() -> argparse.ArgumentParser:
-    "The `orion` command line: `run` and `check`."
+    "The `orion` command line: `run`, `check` and `export`."
     ap = argparse.ArgumentParser(prog='orion', description='Run orion_nb pipelines with papermill.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run the pipeline notebooks on a parameter file')
@@ -333,6 +333,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--dry-run', action='store_true', help='run nothing: say which stages would run and what an API teacher would send and cost')
     c = sub.add_parser('check', help='validate parameter files without running anything')
     c.add_argument('params', nargs='+'); c.add_argument('--notebooks', default='nbs/pipeline')
+    e = sub.add_parser('export', help="write a run's training sets for other trainers: Hugging Face datasets (with a card), TRL JSONL, LLaMA-Factory")
+    e.add_argument('run', help='the run folder, e.g. runs/tiny')
+    e.add_argument('--out', default=None, help='output folder (default: RUN/export)')
+    e.add_argument('--format', dest='formats', nargs='+', default=['hf', 'trl', 'llamafactory'], choices=['hf', 'trl', 'llamafactory'])
+    e.add_argument('--llamafactory-format', default='sharegpt', choices=['sharegpt', 'alpaca'])
+    e.add_argument('--recipes', nargs='+', default=None, help='recipes to export (default: every one of the run)')
+    e.add_argument('--push-to-hub', metavar='REPO', default=None, help='also push to this Hub dataset repo, one config per recipe')
+    e.add_argument('--token', default=None, help='Hub token with write access (default: $HF_TOKEN)')
+    e.add_argument('--dry-run', action='store_true', help='write and push nothing: list what would be written and pushed')
     return ap
 
 # %% ../nbs/50_report.ipynb #bbf8f51d
@@ -343,6 +352,9 @@ def main(argv=None):
     def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
     signal.signal(signal.SIGTERM, _interrupt)       # `kill`: like Ctrl-C, the running stage's kernel is stopped first
     try:
+        if a.cmd == 'export':
+            from orion_nb.export import cli_export   # 48_export: imported when asked for, so `orion run` starts as before
+            return cli_export(a.run, a.out, a.formats, a.llamafactory_format, a.push_to_hub, a.token, a.dry_run, a.recipes)
         if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force, dry_run=a.dry_run); return 0
         return _check_files(a.params, a.notebooks)
     except StageFailed as e: print(f'orion: {e}', file=sys.stderr); return 1
