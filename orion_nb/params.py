@@ -50,7 +50,10 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.generate', 'BACKENDS'),
            'reflect_students': ('orion_nb.core', 'REFLECT_STUDENTS'), 'sft_launcher': ('orion_nb.sft', 'LAUNCHERS'),
            'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS'),
-           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES')}
+           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
+           'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
+           'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
+           'judge': ('orion_nb.analysis', 'JUDGES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',
@@ -63,15 +66,19 @@ RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'gra
           'eval_n_by_set': '>= 1', 'eval_max_new_tokens_by_set': '>= 1', 'vllm_tensor_parallel_size': '>= 1',
           'vllm_data_parallel_size': '>= 1', 'vllm_max_model_len': '>= 0', 'vllm_gpu_memory_utilization': '0..1',
           'teacher_top_p': '0..1', 'teacher_max_concurrency': '>= 1', 'teacher_timeout': '> 0', 'teacher_max_retries': '>= 0',
-          'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0'}
+          'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0',
+          'short_k': '>= 1', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '>= 1',
+          'correction_attempts': '>= 1', 'correction_k': '>= 1', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '>= 1',
+          'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1'}
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)
 PROMPTS = {'teacher_prompt': ('question',), 'solve_prompt': ('question',), 'reflect_prompt': ('question', 'reference', 'attempt'),
-           'no_error_prompt': ('question', 'reference'), 'lema_prompt': ('question', 'attempt')}   # each placeholder, once or more
+           'no_error_prompt': ('question', 'reference'), 'lema_prompt': ('question', 'attempt'), 'short_prompt': ('question',),
+           'correction_prompt': ('question', 'attempt', 'answer'), 'judge_prompt': ('question', 'solution')}   # each placeholder, once or more
 PATH_SUFFIXES = ('_dir', '_path', '_config')   # parameters naming a local file or folder
 OUTPUTS = ('run_dir', 'student_cache_dir')     # folders written to, not read: they need not exist
-MODEL_PARAMS = ('student', 'teacher_model')    # parameters naming a model: a local folder or a Hub id
+MODEL_PARAMS = ('student', 'teacher_model', 'short_model', 'correction_model', 'judge_model')    # parameters naming a model: a local folder or a Hub id
 
 # %% ../nbs/45_params.ipynb #0bc55a57
 def allowed_values(name: str) -> list | None:
@@ -180,6 +187,16 @@ def _joint_errors(p: dict) -> dict[str, str]:
     if t == 'column' and not p.get('teacher_traces_path'): out['teacher'] = "'column' needs teacher_traces_path (a JSONL of id and trace)"
     if t in BACKENDS and not p.get('teacher_model'): out['teacher'] = f"{t!r} needs teacher_model"
     if t == 'openai' and not p.get('teacher_base_url'): out['teacher'] = "'openai' needs teacher_base_url"
+    for k, model, fallback in (('short_teacher', 'short_model', ''), ('correction_teacher', 'correction_model', 'teacher_model')):   # the teacher's other jobs
+        if p.get(k) in BACKENDS and not (p.get(model) or p.get(fallback)):
+            out[k] = f"{p[k]!r} needs {model}" + (f' (or {fallback})' if fallback else '')
+        elif p.get(k) == 'openai' and not p.get('teacher_base_url'): out[k] = "'openai' needs teacher_base_url (the teacher's server)"
+        elif p.get(k) == 'scripted' and p.get('train_pool', 'world') != 'world':
+            out[k] = f"'scripted' writes only for world questions, not train_pool {p['train_pool']!r}: choose a backend" + (" or 'none'" if k == 'short_teacher' else '')
+    if p.get('short_source') == 'teacher' and p.get('short_teacher') == 'none':
+        out['short_source'] = "'teacher' needs the short teacher's CoTs, but short_teacher is 'none': use short_source 'solution'"
+    if p.get('judge') in BACKENDS and not p.get('judge_model'): out['judge'] = f"{p['judge']!r} needs judge_model"
+    elif p.get('judge') == 'openai' and not p.get('judge_base_url'): out['judge'] = "'openai' needs judge_base_url"
     if p.get('sft_extra'):
         from orion_nb.sft import SFTParams
         try: SFTParams(extra=p['sft_extra']).check()

@@ -13,7 +13,8 @@ from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
-           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_summary', 'api_estimate']
+           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_generator', 'teacher_summary',
+           'api_estimate']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -116,6 +117,17 @@ def generator_teacher(problems: Sequence[dict],  # problem records
     meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
     return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers,
                              verdicts=[[r['correct'] for r in rs] for rs in out])
+
+# %% ../nbs/10_teacher.ipynb #9aefd00b
+def teacher_generator(kind: str,   # 'openai', 'vllm' or 'transformers'
+                      model: str,   # model path, Hub id, or the server's model name
+                      names: dict,  # a stage's parameters: `teacher_base_url`, `teacher_api_key_env`, ... for 'openai'; `vllm_*` for vLLM
+                     ):
+    "The generator of a backend teacher serving `model`, with the teacher's connection (API) or engine (vLLM) parameters."
+    from orion_nb.generate import backend_settings, make_generator
+    if kind != 'openai': return make_generator(kind, model=model, **backend_settings(kind, names))
+    return make_generator(kind, model=model, base_url=names['teacher_base_url'], api_key_env=names['teacher_api_key_env'],
+                          max_concurrency=names['teacher_max_concurrency'], timeout=names['teacher_timeout'], max_retries=names['teacher_max_retries'])
 
 # %% ../nbs/10_teacher.ipynb #f7c63004
 def teacher_summary(recs: Sequence[dict]) -> dict:

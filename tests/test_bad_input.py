@@ -41,6 +41,13 @@ PARAMS = [
     ({'eval_k': ' [1, 4]'}, r"parameter 'eval_k': 4 is more than eval_n \(1\)"),
     ({'solve_prompt': ' "Solve: {problem}"'}, r"parameter 'solve_prompt': placeholders \['problem'\]; the prompt must hold exactly \{question\}"),
     ({'stages': ' [06_trian]'}, r"parameter 'stages': '06_trian' not a stage; choose from 00_data, "),
+    ({'short_teacher': ' openai'}, r"parameter 'short_teacher': 'openai' needs short_model"),
+    ({'short_source': ' teacher', 'short_teacher': ' none'}, r"parameter 'short_source': 'teacher' needs the short teacher's CoTs, but short_teacher is 'none'"),
+    ({'correction_teacher': ' vllm'}, r"parameter 'correction_teacher': 'vllm' needs correction_model \(or teacher_model\)"),
+    ({'correction_teacher': ' scripted', 'train_pool': ' math'}, r"parameter 'correction_teacher': 'scripted' writes only for world questions, not train_pool 'math'"),
+    ({'lema_per_question': ' 0'}, r"parameter 'lema_per_question': 0 out of range; must be >= 1"),
+    ({'correction_prompt': ' "Fix {attempt}"'}, r"parameter 'correction_prompt': placeholders \['attempt'\]; the prompt must hold exactly \{question\}, \{attempt\}, \{answer\}"),
+    ({'judge': ' openai'}, r"parameter 'judge': 'openai' needs judge_model"),
     ({'exposure_temprature': ' 0.8'}, r"unknown parameter 'exposure_temprature' \(did you mean 'exposure_temperature'\?\)"),
 ]
 
