@@ -10,9 +10,9 @@ from .recipes import recipes_with
 from .steps import step_consistency
 
 # %% auto #0
-__all__ = ['REFLECTION_MARKERS', 'JUDGE_PROMPT', 'mean_ci', 'accuracy_table', 'claim_check', 'stability', 'seed_spread',
+__all__ = ['REFLECTION_MARKERS', 'JUDGE_PROMPT', 'JUDGES', 'mean_ci', 'accuracy_table', 'claim_check', 'stability', 'seed_spread',
            'plot_curves', 'ngram_repetition', 'reflection_rate', 'coherence', 'response_nll', 'training_compute',
-           'parse_score', 'judge_scores']
+           'parse_score', 'judge_scores', 'judge_table']
 
 # %% ../nbs/40_analysis.ipynb #0fd6ec12
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -148,12 +148,26 @@ def parse_score(text: str) -> int | None:
     return int(m[1]) if m else None
 
 # %% ../nbs/40_analysis.ipynb #7d26bbe1
-def judge_scores(gen, items: Sequence[dict], params=None, store_path=None) -> list[int | None]:
+JUDGES = ('none', 'openai', 'vllm', 'transformers')   # the summary stage's `judge`: off, or a generation backend
+
+def judge_scores(gen, items: Sequence[dict], params=None, store_path=None,
+                 template: str = JUDGE_PROMPT) -> list[int | None]:   # the judge's prompt: `{question}` and `{solution}` are filled in
     "Judge scores for `items` = [{question, solution}] through a `Generator` (greedy by default)."
     from orion_nb.generate import SamplingParams, generate_resumable
     from orion_nb.models import fill
     params = params or SamplingParams(temperature=0.0, max_new_tokens=512)
-    prompts = [[{'role': 'user', 'content': fill(JUDGE_PROMPT, question=i['question'], solution=i['solution'])}] for i in items]
+    prompts = [[{'role': 'user', 'content': fill(template, question=i['question'], solution=i['solution'])}] for i in items]
     if store_path is None: outs = [[c.__dict__ for c in cs] for cs in gen.generate(prompts, params)]
     else: outs = generate_resumable(gen, prompts, params, store_path, progress=False)
     return [parse_score(o[0]['text']) for o in outs]
+
+# %% ../nbs/40_analysis.ipynb #fd679f7c
+def judge_table(gen, answers: dict,   # key (e.g. (recipe, set)) -> [{question, solution}]
+                n: int = 20,          # items judged per key: its first `n`
+                template: str = JUDGE_PROMPT, params=None, store_path=None) -> dict:
+    "Per key: the judge's mean score over its first `n` items, how many were judged, and how many replies held no score."
+    items = [(k, i) for k, v in answers.items() for i in v[:n]]
+    got = {k: [] for k in answers}
+    for (k, _), s in zip(items, judge_scores(gen, [i for _, i in items], params, store_path, template)): got[k].append(s)
+    mean = lambda v: sum(v) / len(v) if v else float('nan')
+    return {k: dict(judge_mean=mean([s for s in v if s is not None]), judged=len(v), unparsed=sum(s is None for s in v)) for k, v in got.items()}

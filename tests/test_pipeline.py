@@ -47,7 +47,7 @@ def first_run(setup):
     out, secs = orion(setup, setup/'runs', setup/'reports', OPENAI_API_KEY=KEY)
     return setup, out, secs
 
-STAGES = ['00_data', '01_student', '02_teacher', '03_exposure', '04_reflection', '05_recipes', '06_train', '07_evaluate', '08_summary']
+STAGES = ['00_data', '01_student', '02_teacher', '03_exposure', '04_reflection', '04b_corrections', '05_recipes', '06_train', '07_evaluate', '08_summary']
 
 @pytest.mark.timeout(1200)
 def test_reports_and_manifest(first_run):
@@ -61,7 +61,16 @@ def test_reports_and_manifest(first_run):
     assert all(m['stages'][s]['seconds'] > 0 for s in STAGES) and m['seeds']['seeds'] == [0] and m['seeds']['eval_seed'] == 0 and m['params_hash']
     assert all(m['stages'][s]['commit'][:12] in idx for s in STAGES) and 'run at commit' in idx   # each stage's commit
     recipes = json.loads((d/'runs'/'small'/'05_recipes'/'recipes.json').read_text())
-    assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes
+    assert 'orion@sft_teacher' in recipes and 'orion_no_reflect' in recipes and 'rft' in recipes
+    lema = [json.loads(l) for l in (d/'runs'/'small'/'05_recipes'/'lema.jsonl').read_text().splitlines()]
+    assert len(lema) == len({e['id'].split('#')[0] for e in lema}) and {e['source'] for e in lema} <= {'correction_teacher', 'teacher_cot'}
+    fixed = [json.loads(l) for l in (d/'runs'/'small'/'04b_corrections'/'records.jsonl').read_text().splitlines()]
+    assert any(r['correction']['kept'] for r in fixed)                 # the teacher corrected the untrained student's attempts
+    assert all(r['short']['k'] == 4 for r in fixed)                    # the short teacher's CoTs, carried through the stages
+    from datasets import load_from_disk                                # every training set: a Dataset with its card
+    assert len(load_from_disk(str(d/'runs'/'small'/'05_recipes'/'orion_at_sft_teacher'))) == len(
+        (d/'runs'/'small'/'05_recipes'/'orion_at_sft_teacher.jsonl').read_text().splitlines())
+    assert 'lema_per_question' in (d/'runs'/'small'/'05_recipes'/'lema'/'README.md').read_text()
     rec = json.loads((d/'runs'/'small'/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
     assert {'teacher', 'exposure', 'reflection', 'target'} <= set(rec) and rec['target']['why']
     res = [json.loads(l) for l in (d/'runs'/'small'/'07_evaluate'/'results.jsonl').read_text().splitlines()]
@@ -179,7 +188,7 @@ def test_changed_long_share_retrains_only_mix_long(first_run):
     d, _, _ = first_run
     models0, stores0 = snapshot(d/'runs'/'small')
     run, out = rerun(d, 'mix', long_share=0.5)
-    assert redone(out) == STAGES[5:]
+    assert redone(out) == STAGES[6:]
     cached = {m['recipe']: m['cached'] for m in json.loads((run/'06_train'/'models.json').read_text())}
     assert [r for r, c in cached.items() if not c] == ['mix_long']
     models1, stores1 = snapshot(run)
@@ -212,3 +221,23 @@ def test_library_edit_redoes_importing_stages_only(tmp_path):
     after = keys()
     assert [a != b for a, b in zip(before, after)] == [s >= '04' for s in STAGES]
     assert keys() == after                                          # unchanged: the same keys
+
+
+@pytest.mark.timeout(1200)
+def test_judge_scores_answers_through_a_local_server(first_run):
+    "The optional LLM judge: only the summary is redone; every model's answers are judged by the server; the prompt is in the report."
+    from test_server import StandIn
+    d, _, _ = first_run
+    srv = StandIn()
+    try:
+        run, out = rerun(d, 'judge', judge='openai', judge_model='stand-in', judge_base_url=srv.url, judge_n=2,
+                         judge_prompt='Judge the coherence 1-10.\n{question}\n---\n{solution}')
+    finally: srv.stop()
+    assert redone(out) == ['08_summary']
+    assert any(t.startswith('Judge the coherence 1-10.') for t, _ in srv.hits)   # the stage's own prompt reached the server
+    summary = json.loads((run/'08_summary'/'summary.json').read_text())
+    scores = summary['judge']['scores']                                # set -> recipe -> mean score: every model on every set
+    assert {s: set(rs) for s, rs in scores.items()} == {s: set(rs) for s, rs in summary['accuracy'].items()}
+    assert all(v == 8 for rs in scores.values() for v in rs.values()) and summary['judge']['unparsed'] == 0
+    page = (d/'reports_judge'/'small'/'index.html').read_text()
+    assert 'LLM judge' in page and 'Judge the coherence 1-10.' in page

@@ -17,7 +17,8 @@ def chat(text): return [{'role': 'user', 'content': text}]
 class StandIn:
     """An OpenAI-compatible server on 127.0.0.1 whose faults are chosen by the prompt text: 'fail-once' (500),
     'rate-once' (429 with Retry-After), 'slow-once' (answers after the client's timeout) fail on a request's first
-    attempt only; 'bad' (400) always fails while `bad_fails`; 'auth' (401) echoes the Authorization header back."""
+    attempt only; 'bad' (400) always fails while `bad_fails`; 'auth' (401) echoes the Authorization header back; a judge's prompt
+    ('Rate the following solution', 'Judge the coherence') is answered 'Score: 8'."""
     def __init__(self, port=0, delay=0.0):
         self.hits, self.auth, self.delay, self.bad_fails, self.lock = collections.Counter(), set(), delay, True, threading.Lock()
         srv = self
@@ -44,6 +45,7 @@ class StandIn:
         elif 'bad' in text and self.bad_fails: status, out = 400, {'error': {'message': 'bad request'}}
         elif 'auth' in text: status, out = 401, {'error': {'message': f"invalid key in {h.headers.get('Authorization')}"}}
         elif 'garbage' in text: return self.send(h, 200, b'<html>not JSON</html>')
+        elif text.startswith(('Rate the following solution', 'Judge the coherence')): return self.send(h, 200, json.dumps(self.reply(body, 'Score: 8')).encode())
         elif 'no-choices' in text: out = {'id': 'x', 'object': 'chat.completion', 'created': 0, 'model': body['model'], 'choices': []}
         else:
             time.sleep(self.delay + (2.0 if 'slow-once' in text and first else 0))
@@ -55,6 +57,11 @@ class StandIn:
             out = {'id': 'x', 'object': 'chat.completion' if is_chat else 'text_completion', 'created': 0,
                    'model': body['model'], 'choices': [choice], 'usage': usage}
         self.send(h, status, json.dumps(out).encode(), headers, trickle='trickle' in text)
+
+    def reply(self, body, content):
+        "A chat completion answering `content`."
+        return {'id': 'x', 'object': 'chat.completion', 'created': 0, 'model': body['model'], 'usage': {'prompt_tokens': 1, 'completion_tokens': 1, 'total_tokens': 2},
+                'choices': [{'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': content}}]}
 
     def send(self, h, status, data, headers=None, trickle=False):
         "Reply; `trickle`: the body one byte every 0.2 s (each read is quick, the whole reply is not)."
@@ -278,3 +285,14 @@ def test_spend_cap_stops_cleanly_and_resumes(stand_in, tmp_path):
     assert len(out) == 6 and len(records(store)) == 6
     u = usage(records(store), Spend(1e6, 1e6))
     assert u['requests'] == 6 and u['completion_tokens'] == 30 and u['cost'] == u['prompt_tokens'] + 30
+
+
+def test_judge_table_against_a_local_server(stand_in):
+    "The summary's LLM judge through the OpenAI-compatible backend: scores parsed, one request per answer, stored for a rerun."
+    from orion_nb.analysis import JUDGE_PROMPT, judge_table
+    answers = {('orion', 'world_test'): [dict(question=f'q{i}', solution=f's{i}') for i in range(3)], ('base', 'world_test'): [dict(question='q', solution='s')]}
+    gen = fast_gen(stand_in.url)
+    t = judge_table(gen, answers, n=2, params=SamplingParams(temperature=0.0, max_new_tokens=8), store_path=None)
+    assert t == {('orion', 'world_test'): dict(judge_mean=8.0, judged=2, unparsed=0), ('base', 'world_test'): dict(judge_mean=8.0, judged=1, unparsed=0)}
+    assert sum(n for (text, _), n in stand_in.hits.items() if text.startswith('Rate the following solution')) == 3
+    assert any(text == JUDGE_PROMPT.replace('{question}', 'q0').replace('{solution}', 's0') for text, _ in stand_in.hits)
