@@ -236,7 +236,8 @@ def _dry_run(nbs: list[Path], keys: dict, declared: dict, resolved: dict, path: 
     for nb in nbs:
         name = stage_name(nb)
         if _done(done.get(name, {}), keys[nb][1], path): log(f'[orion] {name}: unchanged'); continue
-        est = api_estimate(eff, [r for _, r in read_jsonl(train)] if train.is_file() else None) if name.endswith('teacher') else ''
+        jobs = [j for j in ('teacher', 'short_teacher', 'correction_teacher') if j in declared[nb]]   # the teacher's API jobs this stage does
+        est = api_estimate(eff, [r for _, r in read_jsonl(train)] if train.is_file() else None, jobs=jobs) if jobs else ''
         log(f'[orion] {name}: {est or "would run"}')
 
 # %% ../nbs/50_report.ipynb #b8d9de86

@@ -137,16 +137,29 @@ def teacher_summary(recs: Sequence[dict]) -> dict:
                 questions_without_cot=sum(not r['teacher']['kept'] for r in recs))
 
 # %% ../nbs/10_teacher.ipynb #59629336
-def api_estimate(p: dict,                        # the teacher stage's parameters (defaults filled in)
+def _api_job(p: dict, n: int, max_new: int, prompt: str | None, train, k: int, chars_per_token: float, most: str = '') -> str:
+    "The bound of one API job: `n` requests of at most `max_new` tokens, and its prompts' tokens when `prompt` and `train` are known."
+    out = n * max_new
+    text = f"would send {most}{n} requests: at most {out:,} completion tokens, at most ${out * p['teacher_price_output'] / 1e6:,.2f} for completions"
+    if prompt is None: return text + '; prompt tokens known once the student has made its errors'
+    if train is None: return text + '; prompt tokens known once the data stage has run'
+    tokens = round(k * sum(len(fill(prompt, question=r['question'])) for r in train) / chars_per_token)
+    return text + f"; about {tokens:,} prompt tokens, ${tokens * p['teacher_price_input'] / 1e6:,.2f}"
+
+def api_estimate(p: dict,                        # a stage's parameters (defaults filled in): the teacher's, the short teacher's, the corrector's
                  train: Sequence[dict] | None = None,  # the training questions, once the data stage has run
-                 chars_per_token: float = 4.0) -> str:  # prompt tokens are estimated from characters (no tokenizer for an API)
-    "What an API teacher would send and cost at most, before any request; '' for other teachers."
-    if p.get('teacher') != 'openai': return ''
-    n = (len(train) if train is not None else p['train_n']) * p['teacher_k']
-    out = n * p['teacher_max_new_tokens']
-    text = f"would send {n} requests: at most {out:,} completion tokens, at most ${out * p['teacher_price_output'] / 1e6:,.2f} for completions"
-    if train is None: text += '; prompt tokens known once the data stage has run'
-    else:
-        prompt = round(p['teacher_k'] * sum(len(fill(p['teacher_prompt'], question=r['question'])) for r in train) / chars_per_token)
-        text += f"; about {prompt:,} prompt tokens, ${prompt * p['teacher_price_input'] / 1e6:,.2f}"
-    return text + (f"; spend cap ${p['teacher_spend_cap']:,.2f}" if p.get('teacher_spend_cap') else '; no spend cap')
+                 chars_per_token: float = 4.0,  # prompt tokens are estimated from characters (no tokenizer for an API)
+                 jobs=('teacher', 'short_teacher', 'correction_teacher'),  # which jobs to bound (a stage's own)
+                ) -> str:
+    "What the teacher's API jobs (traces, short CoTs, LEMA's corrections) would send and cost at most, before any request; '' when none uses an API."
+    q = len(train) if train is not None else p.get('train_n', 0)
+    parts = []
+    p = {k: v for k, v in p.items() if k not in {'teacher', 'short_teacher', 'correction_teacher'} - set(jobs)}
+    if p.get('teacher') == 'openai':
+        parts.append(_api_job(p, q * p['teacher_k'], p['teacher_max_new_tokens'], p['teacher_prompt'], train, p['teacher_k'], chars_per_token))
+    if p.get('short_teacher') == 'openai':
+        parts.append('short CoTs: ' + _api_job(p, q * p['short_k'], p['short_max_new_tokens'], p['short_prompt'], train, p['short_k'], chars_per_token))
+    if p.get('correction_teacher') == 'openai':   # at most one request per corrected attempt and sample; how many attempts are wrong is known later
+        parts.append('corrections: ' + _api_job(p, q * p['correction_attempts'] * p['correction_k'], p['correction_max_new_tokens'], None, None, 0, chars_per_token, 'at most '))
+    if not parts: return ''
+    return ' | '.join(parts) + (f"; spend cap ${p['teacher_spend_cap']:,.2f} per store" if p.get('teacher_spend_cap') else '; no spend cap')

@@ -139,4 +139,8 @@ def test_dry_run_estimates_the_api_teacher(tmp_path, monkeypatch, capsys):
     n, budget = p['train_n'] * p['teacher_k'], p['teacher_max_new_tokens']
     assert f'02_teacher: would send {n} requests' in out and f'at most {n * budget:,} completion tokens' in out
     assert f'at most ${n * budget * 3.0 / 1e6:,.2f} for completions' in out and f"spend cap ${p['teacher_spend_cap']:,.2f}" in out
+    ns, nc = p['train_n'] * p['short_k'], p['train_n'] * p.get('correction_attempts', 1)      # the short teacher's and the corrector's jobs
+    assert f"| short CoTs: would send {ns} requests: at most {ns * p['short_max_new_tokens'] if 'short_max_new_tokens' in p else ns * 1024:,} completion tokens" in out
+    assert f"04b_corrections: corrections: would send at most {nc} requests: at most {nc * p['correction_max_new_tokens']:,} completion tokens" in out
+    assert 'corrections' not in out.split('02_teacher:')[1].split('\n')[0]   # each stage bounds its own jobs
     assert not (tmp_path/'runs').exists()
