@@ -89,7 +89,7 @@ def test_ci_runs_readme_test_command():
 
 # --- Habits, as tests ---------------------------------------------------------------------------------------------
 LIB_NBS = sorted((ROOT/'nbs').glob('[0-9][0-9]_*.ipynb'))
-PIPE_NBS = sorted((ROOT/'nbs'/'pipeline').glob('[0-9][0-9]_*.ipynb'))
+PIPE_NBS = sorted((ROOT/'nbs'/'pipeline').glob('[0-9]*.ipynb'))   # as orion finds them (report.pipeline_notebooks)
 
 def cells(nb, kind='code'):
     return [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == kind]
@@ -140,7 +140,8 @@ def test_shared_parameters_agree():
 
 @pytest.mark.parametrize('param,const', [('solve_prompt', 'models.SOLVE_PROMPT'), ('teacher_prompt', 'teacher.TEACHER_PROMPT'),
                                          ('reflect_prompt', 'reflection.REFLECT_PROMPT'), ('no_error_prompt', 'reflection.NO_ERROR_PROMPT'),
-                                         ('lema_prompt', 'recipes.LEMA_PROMPT')])
+                                         ('lema_prompt', 'recipes.LEMA_PROMPT'), ('short_prompt', 'baselines.SHORT_PROMPT'),
+                                         ('correction_prompt', 'baselines.CORRECTION_PROMPT'), ('judge_prompt', 'analysis.JUDGE_PROMPT')])
 def test_prompt_parameters_default_to_library(param, const):
     "Each prompt template is a parameter whose default is the library's constant, so the two cannot drift apart."
     import ast, importlib

@@ -10,6 +10,7 @@ from orion_nb.exposure import expose_errors, exposure_summary
 from orion_nb.reflection import reflect, reflection_summary
 from orion_nb.filter import select_targets, filter_summary
 from orion_nb.recipes import RECIPES, write_recipes
+from orion_nb.baselines import correction_summary, scripted_corrections, scripted_short_teacher
 from orion_nb.sft import load_examples
 
 @pytest.fixture(scope='module')
@@ -21,8 +22,8 @@ def student(tmp_path_factory):
 @pytest.mark.timeout(900)
 def test_pipeline_records(tmp_path, student):
     probs = world.generate(6, 'train', seed=3)
-    t = scripted_teacher(probs, k=2, out_path=tmp_path/'teacher.jsonl')
-    assert teacher_summary(t)['kept'] == 12
+    t = scripted_short_teacher(scripted_teacher(probs, k=2, out_path=tmp_path/'teacher.jsonl'), k=2, workers=1)
+    assert teacher_summary(t)['kept'] == 12 and all(len(r['short']['traces']) == 2 for r in t)
     params = SamplingParams(temperature=1.0, n=2, max_new_tokens=24, seed=0)
     e = expose_errors(t, student, params, tmp_path/'exposure_store.jsonl', tmp_path/'exposure.jsonl', progress=False)
     s = exposure_summary(e)
@@ -45,7 +46,10 @@ def test_pipeline_records(tmp_path, student):
     no_err = select_targets(reflect(e, student, SamplingParams(temperature=1.0, n=1, max_new_tokens=24), tmp_path/'noerr_store.jsonl',
                                     with_error=False, progress=False))
     assert all('earlier attempt' not in x['reflection']['prompts'][0]['prompt'] for x in no_err)
+    r = scripted_corrections(r, workers=1)                                     # LEMA: the teacher corrects each first wrong attempt
+    assert correction_summary(r)['kept'] == 6
     stats = write_recipes(r, tmp_path/'recipes', no_error_recs=no_err, tokenizer=student.tokenizer)
+    assert stats['lema']['sources'] == {'correction_teacher': 6} and stats['rft']['sources'] == {'teacher_cot': 6}
     assert set(stats) == set(RECIPES) and {v['questions'] for v in stats.values()} == {6}
     assert stats['long_cot']['response_tokens'] > stats['short_cot']['response_tokens']
     for n in RECIPES: assert len(load_examples(tmp_path/'recipes'/f'{n}.jsonl')) == stats[n]['examples']
