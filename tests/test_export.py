@@ -55,6 +55,8 @@ def test_export_all_formats(run, tmp_path, tok):
             assert is_conversational(row)
             r = apply_chat_template(row, tok)
             assert r['prompt'].endswith('<|im_start|>assistant\n') and r['completion'].startswith('<think>')
+        from orion_nb.sft import load_examples                  # and as orion-sft reads its training sets
+        assert [e['id'] for e in load_examples(p)] == ['a', 'b', 'b#1']
     first = apply_chat_template(datasets.load_dataset('json', data_files=str(out/'trl'/'orion.jsonl'), split='train',
                                                       cache_dir=str(tmp_path/'cache'))[0], tok)
     assert first['prompt'].startswith('<|im_start|>system\nThink step by step.<|im_end|>')
@@ -112,3 +114,13 @@ def test_cli_export(run, tmp_path, capsys):
                      f'wrote llamafactory: {tmp_path}/out/llamafactory/orion_at_sft_teacher.json',
                      f'wrote llamafactory: {tmp_path}/out/llamafactory/dataset_info.json']
     assert cli_export(tmp_path/'missing') == 2 and 'orion export: run folder not found' in capsys.readouterr().err
+
+
+def test_orion_export_command(run, tmp_path, capsys):
+    "`orion export` reaches cli_export with its options: a dry run lists the files and writes none."
+    from orion_nb.report import main
+    assert main(['export', str(run), '--out', str(tmp_path/'out'), '--format', 'hf', '--recipes', 'orion', '--dry-run']) == 0
+    out = capsys.readouterr().out
+    assert f'{tmp_path}/out/hf/orion' in out and 'orion_at_sft_teacher' not in out and not (tmp_path/'out').exists()
+    assert main(['export', str(run), '--out', str(tmp_path/'out'), '--format', 'trl', '--recipes', 'orion']) == 0
+    assert (tmp_path/'out'/'trl'/'orion.jsonl').is_file() and not (tmp_path/'out'/'trl'/'orion_at_sft_teacher.jsonl').exists()
