@@ -12,7 +12,7 @@ from .generate import SamplingParams, sample_and_grade
 from .models import SOLVE_PROMPT, solve_messages
 
 # %% auto #0
-__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate', 'set_sampling']
+__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate', 'set_sampling', 'EvalJob', 'evaluate_model']
 
 # %% ../nbs/30_evaluate.ipynb #379fc175
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -97,3 +97,30 @@ def set_sampling(name: str,                      # the evaluation set, e.g. 'aim
     "The sampling of evaluation set `name`: its own n and budget where given, else the defaults."
     return SamplingParams(temperature=temperature, top_p=top_p, n=(n_by_set or {}).get(name, n),
                           max_new_tokens=(max_new_tokens_by_set or {}).get(name, max_new_tokens), seed=seed)
+
+# %% ../nbs/30_evaluate.ipynb #25c7cdeb
+from dataclasses import dataclass, field
+
+@dataclass
+class EvalJob:
+    "One model on every evaluation set, as plain values (so it can run in another process)."
+    model: str                               # the model's folder or Hub id
+    sets: dict                               # set name -> (problems, `SamplingParams`, store path, outputs path)
+    backend: str = 'transformers'            # generation backend
+    batch_size: int = 32                     # prompts per generation batch
+    engine: dict = field(default_factory=dict)  # backend settings (`generate.backend_settings`)
+    template: str = SOLVE_PROMPT             # the solve prompt
+    grade_workers: int = 1                   # grading processes of this job
+    ks: tuple = (1,)                         # the k of pass@k (each at most the set's n)
+    n_boot: int = 1000                       # bootstrap resamples
+
+def evaluate_model(job: EvalJob) -> list[dict]:
+    "Evaluate one model on each set of `job`: per set its name, n, budget, `score` and the prompts skipped by the engine."
+    from orion_nb.generate import make_generator
+    rows = []
+    with make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine) as gen:   # loaded once for every set
+        for name, (probs, p, store, out) in job.sets.items():
+            outs = evaluate(gen, probs, p, store, out, template=job.template, workers=job.grade_workers, benchmark=name, progress=False)
+            rows.append(dict(set=name, n=p.n, budget=p.max_new_tokens, score=score(outs, ks=[k for k in job.ks if k <= p.n], n_boot=job.n_boot),
+                             skipped=sum(o['finish_reason'] == 'skipped' for o in outs)))
+    return rows

@@ -8,9 +8,9 @@ import importlib, os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS',
-           'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'declared_defaults', 'param_errors',
-           'check_params']
+__all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS',
+           'MODEL_PARAMS', 'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'declared_defaults',
+           'param_errors', 'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
 class ParamFile(dict):
@@ -53,7 +53,7 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
            'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
-           'judge': ('orion_nb.analysis', 'JUDGES')}
+           'judge': ('orion_nb.analysis', 'JUDGES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',
@@ -69,7 +69,9 @@ RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'gra
           'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0',
           'short_k': '>= 1', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '>= 1',
           'correction_attempts': '>= 1', 'correction_k': '>= 1', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '>= 1',
-          'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1'}
+          'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1',
+          'train_workers': '>= 1', 'train_threads': '>= 1', 'eval_workers': '>= 1', 'eval_threads': '>= 1', 'sft_multi_gpu_above': '> 0'}
+AUTO = ('train_workers', 'eval_workers')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)
@@ -138,6 +140,7 @@ def _type_error(k: str, v, declared: dict) -> str | None:
         return 'unknown parameter' + (f" (did you mean '{close[0]}'?)" if close else '')
     t, d = _literal_type(declared[k]['default']), declared[k]['default']
     if v is None: return None if d == 'None' else f'has no value (the default is {d}): give one, or remove the line'
+    if k in AUTO: return None if v == 'auto' or _is(v, int) else f"expected 'auto' or an integer, got {type(v).__name__} ({v!r})"
     if t in _TYPES and not _is(v, _TYPES[t]): return f'expected {t} (default {d}), got {type(v).__name__} ({v!r})'
     return None
 

@@ -189,11 +189,13 @@ def _orion_no_error(qs, x):
     by_id = {r['id']: r for r in x.no_error}
     lost = [r['id'] for r in qs if r['id'] not in by_id]
     if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
-    return [_ex(r, target_text(by_id[r['id']]) or kept_cots(r)[0], x.solve_prompt) for r in qs]
+    return [_ex(r, t, x.solve_prompt, source=by_id[r['id']]['target'].get('kind') or 'refined') if (t := target_text(by_id[r['id']]))
+            else _ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot') for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #fe47ef78
 @recipe('orion_no_reflect', 'ablation', ['teacher', 'exposure'], 'without reflection: the wrong attempt, then the teacher CoT, in one <think>')
-def _orion_no_reflect(qs, x): return [_ex(r, no_reflect_target(r), x.solve_prompt) for r in qs]
+def _orion_no_reflect(qs, x):
+    return [_ex(r, no_reflect_target(r), x.solve_prompt, source='attempt_then_teacher_cot' if wrong_attempts(r) else 'teacher_cot') for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #14c652c2
 def build_recipe(name: str,                    # a name in `RECIPES`

@@ -14,7 +14,7 @@ from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declare
 # %% auto #0
 __all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'stage_name', 'render_html',
            'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys', 'StageFailed',
-           'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
+           'child_cpu_seconds', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
@@ -147,10 +147,16 @@ def _stage_error(nb: Path, out_nb: Path, e: BaseException, log_path: Path) -> st
     with open(log_path, 'a', encoding='utf-8') as f: f.write('\n' + re.sub(r'\x1b\[[0-9;]*m', '', tb) + '\n')
     return f'{where}: {what}'
 
+def child_cpu_seconds() -> float:
+    "CPU seconds (user and system) of every child process of this one that has ended, with theirs: a stage's kernel and all it started."
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, log=print) -> dict:
     "Execute one pipeline notebook with papermill, render its HTML, return its manifest entry (status 'failed' with the error when it raised)."
     import papermill as pm
-    name, t0 = stage_name(nb), time.time()
+    name, t0, cpu0 = stage_name(nb), time.time(), child_cpu_seconds()
     out_nb, log_path = run.path/'notebooks'/nb.name, run.path/LOGS/f'{name}.log'
     for p in (out_nb, log_path): p.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text('')
@@ -163,7 +169,8 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
     except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))
     finally: stop_kernels()
     html_path = render_html(out_nb, report_dir/f'{name}.html') if out_nb.is_file() else None
-    return dict(entry, seconds=round(time.time() - t0, 2), html=html_path and html_path.name, commit=git_commit())
+    return dict(entry, seconds=round(time.time() - t0, 2), cpu_seconds=round(child_cpu_seconds() - cpu0, 2),   # the kernel's CPU, its processes' too
+                html=html_path and html_path.name, commit=git_commit())
 
 # %% ../nbs/50_report.ipynb #8fd026cb
 def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
@@ -194,6 +201,7 @@ def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None 
     defaults = {k: v for k, v in declared_defaults(_flat(declared or {})).items() if 'seed' in k}
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
                         git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
+                        cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
 def _done(old: dict, key: str, run_path='.') -> bool:

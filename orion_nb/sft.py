@@ -232,11 +232,12 @@ def overlength_questions(model_path, example_files: dict, max_length: int) -> di
 
 # %% ../nbs/20_sft.ipynb #2972bea8
 def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, seconds: float, world_size: int, resume) -> dict:
-    "What a training returns and saves: its inputs, the audit, what was dropped, and how it went."
+    "What a training returns and saves: its inputs, the audit, what was dropped, and how it went (its CPU `threads` too)."
+    import torch
     return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling),
                 audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
                 n_train=n_train, steps=result.global_step, train_loss=result.training_loss,
-                seconds=seconds, world_size=world_size, resumed_from=resume, pid=os.getpid())
+                seconds=seconds, world_size=world_size, resumed_from=resume, pid=os.getpid(), threads=torch.get_num_threads())
 
 # %% ../nbs/20_sft.ipynb #b683dc44
 def _finish(trainer, out_dir: Path, summary: dict, merge: bool) -> None:
@@ -318,11 +319,11 @@ def sft_key(model_path, train_path, params: dict, launch: dict | None = None) ->
     return dict(model=model_hash(model_path), data=content_hash(train_path), params=SFTParams.from_dict(params).__dict__,
                 launch=launch or {}, code=code_hash(['sft']))
 
-def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '') -> dict | None:
-    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content (None: 'python', one process)."
+def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '', threads: int = 0) -> dict | None:
+    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content, its threads (None: 'python', one process, torch's threads)."
     from orion_nb.core import content_hash
-    if launcher == 'python': return None
-    return dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {}))
+    facts = {} if launcher == 'python' else dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {}))
+    return {**facts, **({'threads': threads} if threads else {})} or None
 
 def _stale(out_dir: Path, key: str) -> bool:
     "Whether `out_dir` holds anything made from other content (or of unknown origin)."
@@ -366,15 +367,18 @@ def train(model_path,                    # starting model: a local folder or a H
           launcher: str = 'python',      # 'python' (this process), 'torchrun' or 'accelerate'
           nproc: int = 2,                # processes under torchrun
           accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
-          ddp_backend: str | None = None) -> dict:  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
+          ddp_backend: str | None = None,  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
+          threads: int = 0,              # CPU threads per training process (0: torch's own choice); part of what the model is made from
+          env: dict | None = None) -> dict:  # more environment for the training, e.g. `CUDA_VISIBLE_DEVICES` (`jobs.gpu_env`)
     "Fine-tune unless `out_dir` holds a model made from the same content; the summary, with `cached`."
     import subprocess
+    from orion_nb.jobs import thread_env
     out_dir, params = Path(out_dir), dict(params or {})
     if launcher != 'python' and ddp_backend: params['ddp_backend'] = ddp_backend
-    ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config))
+    ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config, threads))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
     cmd = launch_command(launcher, _write_config(out_dir, model_path, train_path, params), nproc, accelerate_config)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, **(thread_env(threads) if threads else {}), **(env or {})})
     return _summary_of(out_dir, False)
 
 # %% ../nbs/20_sft.ipynb #trex0cd1

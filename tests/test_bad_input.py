@@ -48,6 +48,9 @@ PARAMS = [
     ({'lema_per_question': ' 0'}, r"parameter 'lema_per_question': 0 out of range; must be >= 1"),
     ({'correction_prompt': ' "Fix {attempt}"'}, r"parameter 'correction_prompt': placeholders \['attempt'\]; the prompt must hold exactly \{question\}, \{attempt\}, \{answer\}"),
     ({'judge': ' openai'}, r"parameter 'judge': 'openai' needs judge_model"),
+    ({'train_workers': ' many'}, r"parameter 'train_workers': expected 'auto' or an integer, got str \('many'\)"),
+    ({'eval_workers': ' 0'}, r"parameter 'eval_workers': 0 out of range; must be >= 1"),
+    ({'train_executor': ' process'}, r"parameter 'train_executor': 'process' not allowed; choose from thread, ray"),
     ({'exposure_temprature': ' 0.8'}, r"unknown parameter 'exposure_temprature' \(did you mean 'exposure_temperature'\?\)"),
 ]
 

@@ -106,6 +106,24 @@ def test_same_parameters_same_metrics(first_run):
     assert strip(la) == strip(lb)
 
 @pytest.mark.timeout(1200)
+def test_serial_and_parallel_schedules_same_metrics(first_run):
+    "Trainings and evaluations one at a time give what they give side by side (the first run: 'auto' workers, 1 thread each)."
+    import yaml
+    d, _, _ = first_run
+    p = yaml.safe_load((d/'p.yaml').read_text())
+    (d/'serial.yaml').write_text(yaml.safe_dump({**p, 'train_workers': 1, 'eval_workers': 1}))
+    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/'serial.yaml'), '--runs', str(d/'runs_serial'), '--reports', str(d/'reports_serial')],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert '1 at once' in (d/'runs_serial'/'small'/'notebooks'/'06_train.ipynb').read_text()
+    read = lambda p: [json.loads(l) for l in p.read_text().splitlines()]
+    assert read(d/'runs'/'small'/'07_evaluate'/'results.jsonl') == read(d/'runs_serial'/'small'/'07_evaluate'/'results.jsonl')
+    strip = lambda p: [{k: v for k, v in r.items() if k != 'time'} for r in read(p)]
+    for m in json.loads((d/'runs'/'small'/'06_train'/'models.json').read_text()):
+        f = Path('06_train')/m['recipe'].replace('@', '_at_')/f"seed{m['seed']}"/'trainer_log.jsonl'
+        assert strip(d/'runs'/'small'/f) == strip(d/'runs_serial'/'small'/f), f
+
+@pytest.mark.timeout(1200)
 def test_api_key_written_nowhere(first_run):
     d, out, _ = first_run
     hits = [str(p) for base in (d/'runs', d/'reports') for p in base.rglob('*') if p.is_file() and KEY.encode() in p.read_bytes()]
