@@ -7,26 +7,70 @@ Prints one `name: value` per line:
   cached_fraction               cached / cold
   repro_seconds_cold_one_seed   (with --one-seed) a fresh run with `seeds: [0]`
   stage_seconds_<stage>         seconds of each stage in the cold run (from its manifest)
-Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--runs DIR --reports DIR]
+  cpu_utilization               CPU seconds of every process of the cold run / (its wall seconds x the cores)
+  cpu_utilization_<stage>       the same for each stage (its kernel and every process it started)
+  speedup_<lever>               (with --levers) each speed lever kept, measured side by side on the same work of the run:
+                                parallel_train  two trainings one after the other at 2 threads / side by side at 1 thread each
+                                parallel_eval   four models' evaluations likewise
+                                eval_budgets    the base student on the benchmarks at the default budget / at the per-set budgets
+Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers] [--runs DIR --reports DIR]
 With --runs/--reports the cold and cached runs go there (e.g. `--runs runs --reports reports` regenerates the committed
 reports while measuring); the run directory must not exist yet. By default both go to a temporary folder.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def run(params, runs, reports):
-    t = time.time()
+def child_cpu() -> float:
+    "CPU seconds of this process's ended children, theirs included."
+    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
+
+CORES = len(os.sched_getaffinity(0))
+
+def run(params, runs, reports, cpu=None):
+    "Wall seconds of `orion run`; its CPU seconds are appended to `cpu` when given."
+    t, c = time.time(), child_cpu()
     subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(params), '--runs', str(runs), '--reports', str(reports)],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    if cpu is not None: cpu.append(child_cpu() - c)
     return time.time() - t
+
+def timed(f):
+    t = time.time(); f(); return time.time() - t
+
+def levers(run_dir: Path, p: dict, d: Path) -> None:
+    "Each speed lever side by side on the same work of the finished run `run_dir`, in fresh folders (nothing cached)."
+    from orion_nb.core import RunDir, model_tag
+    from orion_nb.evaluate import EvalJob, evaluate_model, set_sampling
+    from orion_nb.jobs import run_jobs
+    from orion_nb.sft import train
+    run = RunDir(run_dir)
+    two = [('orion', 0), ('long_cot', 0)]
+    def trainings(tag, workers, threads):
+        def one(job):
+            params = json.loads((run.file('train', 'run', recipe=job[0], seed=job[1])/'sft_summary.json').read_text())['params']
+            return train(run.student(), run.file('recipes', 'examples', recipe=job[0]), d/tag/f'{job[0]}_{job[1]}', params, threads=threads)
+        return lambda: run_jobs(one, two, workers, threads, 'thread')
+    print(f"speedup_parallel_train: {timed(trainings('serial', 1, 2)) / timed(trainings('parallel', 2, 1)):.2f}")
+    sets, models = run.eval_sets(), [run.student()] + [str(run.model(r, s)) for r, s in [('orion', 0), ('long_cot', 0), ('short_cot', 0)]]
+    budget = lambda n: set_sampling(n, p.get('eval_n', 1), p.get('eval_max_new_tokens', 512), max_new_tokens_by_set=p.get('eval_max_new_tokens_by_set'))
+    def evals(tag, workers, threads, names, sampling):
+        jobs = [EvalJob(m, {n: (sets[n], sampling(n), d/tag/f'{i}_{n}_store.jsonl', None) for n in names}, batch_size=p.get('gen_batch_size', 32))
+                for i, m in enumerate(models if tag.startswith('eval') else models[:1])]
+        return lambda: run_jobs(evaluate_model, jobs, workers, threads, 'process')
+    print(f"speedup_parallel_eval: {timed(evals('eval_serial', 1, 2, ['world_test'], budget)) / timed(evals('eval_parallel', 2, 1, ['world_test'], budget)):.2f}")
+    bench = [n for n in sets if n != 'world_test']
+    if bench and p.get('eval_max_new_tokens_by_set'):
+        flat = lambda n: set_sampling(n, p.get('eval_n', 1), p.get('eval_max_new_tokens', 512))
+        print(f"speedup_eval_budgets: {timed(evals('budget_flat', 1, 2, bench, flat)) / timed(evals('budget_set', 1, 2, bench, budget)):.2f}")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--params', default='params/tiny.yaml'); ap.add_argument('--one-seed', action='store_true')
     ap.add_argument('--runs', help='runs folder (default: a temporary one)'); ap.add_argument('--reports', help='reports folder')
+    ap.add_argument('--levers', action='store_true', help='also measure each speed lever side by side (speedup_* lines)')
     a = ap.parse_args()
     p = yaml.safe_load((ROOT/a.params).read_text())
     cache = ROOT/p.get('student_cache_dir', '.cache/orion_nb')
@@ -37,7 +81,8 @@ def main():
         d = Path(d)
         runs, reports = ROOT/(a.runs or d/'runs'), ROOT/(a.reports or d/'reports')
         if (runs/p['run_name']).exists(): sys.exit(f'{runs/p["run_name"]} exists: a cold run needs a fresh run directory')
-        cold = run(ROOT/a.params, runs, reports)
+        cpu = []
+        cold = run(ROOT/a.params, runs, reports, cpu)
         warm = run(ROOT/a.params, runs, reports)
         print(f'repro_seconds_cold: {cold:.1f}'); print(f'repro_seconds_cached: {warm:.1f}'); print(f'cached_fraction: {warm / cold:.3f}')
         m = json.loads((runs/p['run_name']/'manifest.json').read_text())
@@ -45,5 +90,9 @@ def main():
             one = d/'one.yaml'; one.write_text(yaml.safe_dump({**p, 'seeds': [0], 'run_name': p['run_name'] + '_one'}))
             print(f'repro_seconds_cold_one_seed: {run(one, d/"runs", d/"reports"):.1f}')
         for s, v in m['stages'].items(): print(f"stage_seconds_{s}: {v['seconds']}")
+        print(f'cpu_utilization: {cpu[0] / (cold * CORES):.3f}')
+        for s, v in m['stages'].items():
+            if v.get('cpu_seconds') is not None: print(f"cpu_utilization_{s}: {v['cpu_seconds'] / (v['seconds'] * CORES):.3f}")
+        if a.levers: levers(runs/p['run_name'], p, d)
 
 if __name__ == '__main__': main()
