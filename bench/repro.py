@@ -38,7 +38,14 @@ def run(params, runs, reports, cpu=None):
     return time.time() - t
 
 def timed(f):
-    t = time.time(); f(); return time.time() - t
+    "Wall seconds of `f()`, with everything it and its processes print (progress bars, training logs) silenced."
+    sys.stdout.flush(); saved = [os.dup(1), os.dup(2)]; null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1); os.dup2(null, 2)
+    try:
+        t = time.time(); f(); return time.time() - t
+    finally:
+        os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+        for fd in (*saved, null): os.close(fd)
 
 def levers(run_dir: Path, p: dict, d: Path) -> None:
     "Each speed lever side by side on the same work of the finished run `run_dir`, in fresh folders (nothing cached)."
