@@ -13,8 +13,8 @@ from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
-           'traces_from_dataset', 'load_traces', 'generator_teacher', 'teacher_generator', 'teacher_summary',
-           'api_estimate']
+           'traces_from_dataset', 'load_traces', 'generator_teacher', 'sampled_cots', 'teacher_generator',
+           'teacher_summary', 'api_estimate']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
 def teacher_record(problem: dict, cots: Sequence[str], golds_ok: Sequence[bool], source: str, meta: Sequence[dict] | None = None) -> dict:
@@ -110,13 +110,19 @@ def generator_teacher(problems: Sequence[dict],  # problem records
                       progress: bool = True,
                       spend=None) -> list[dict]:            # `generate.Spend`: prices and a spend cap (API teachers)
     "Stage 1 with a generation backend: k traces per question through a resumable store, then rejection sampling."
+    cots, meta, verdicts = sampled_cots(problems, gen, params, store_path, template, workers, progress, spend)
+    return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers, verdicts=verdicts)
+
+def sampled_cots(problems, gen, params, store_path, template: str, workers: int = 2, progress: bool = True, spend=None,
+                 think: bool = True,   # keep a split-off reasoning part (`<think>` before the answer); False: the answer text only
+                ) -> tuple[list, list, list]:
+    "(CoTs, their meta, verdicts) per problem: `params.n` samples of `template` through a resumable store, graded."
     prompts = [[{'role': 'user', 'content': fill(template, question=p['question'])}] for p in problems]
     out = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
                            ids=[p['id'] for p in problems], workers=workers, progress=progress, spend=spend)
-    cots = [[join_think(r.get('reasoning_content'), r['text']) for r in rs] for rs in out]
+    cots = [[join_think(r.get('reasoning_content') if think else None, r['text']) for r in rs] for rs in out]
     meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
-    return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers,
-                             verdicts=[[r['correct'] for r in rs] for rs in out])
+    return cots, meta, [[r['correct'] for r in rs] for rs in out]
 
 # %% ../nbs/10_teacher.ipynb #9aefd00b
 def teacher_generator(kind: str,   # 'openai', 'vllm' or 'transformers'

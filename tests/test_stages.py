@@ -62,3 +62,17 @@ def test_generator_teacher_rejects_wrong(tmp_path, student):
     assert [len(r['teacher']['traces']) for r in recs] == [2, 2, 2]
     assert all(not t['correct'] for r in recs for t in r['teacher']['traces']) and teacher_summary(recs)['questions_without_cot'] == 3
     assert all(t['model'] == student.model_id for r in recs for t in r['teacher']['traces'])
+
+def test_generator_short_teacher_and_corrector(tmp_path, student):
+    "The short teacher and LEMA's corrector on a generation backend: every sample stored and graded; nothing wrong kept."
+    from orion_nb.baselines import correction_summary, generator_corrections, generator_short_teacher
+    from orion_nb.records import kept_shorts
+    probs = world.generate(3, 'train', seed=5)
+    s = generator_short_teacher(probs, student, SamplingParams(temperature=1.0, n=2, max_new_tokens=16), tmp_path/'s.jsonl', progress=False)
+    assert [len(r['short']['traces']) for r in s] == [2, 2, 2] and all(kept_shorts(r) == [] for r in s)   # an untrained model: all wrong
+    assert all(t['model'] == student.model_id and t['finish_reason'] for r in s for t in r['short']['traces'])
+    recs = [{**r, 'exposure': dict(attempts=[dict(sample=0, text='1 + 1 = 3 \\boxed{3}', correct=False)])} for r in s]
+    c = generator_corrections(recs, student, SamplingParams(temperature=1.0, n=2, max_new_tokens=16), tmp_path/'c.jsonl', progress=False)
+    sm = correction_summary(c)
+    assert (sm['attempts_corrected'], sm['corrections'], sm['kept']) == (3, 6, 0)
+    assert len((tmp_path/'c.jsonl').read_text().splitlines()) == 6
