@@ -17,17 +17,14 @@ Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers]
 With --runs/--reports the cold and cached runs go there (e.g. `--runs runs --reports reports` regenerates the committed
 reports while measuring); the run directory must not exist yet. By default both go to a temporary folder.
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import yaml
+from orion_nb.jobs import cores
+from orion_nb.report import child_cpu_seconds as child_cpu   # CPU seconds of this process's ended children, theirs included
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def child_cpu() -> float:
-    "CPU seconds of this process's ended children, theirs included."
-    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
-
-CORES = len(os.sched_getaffinity(0))
 
 def run(params, runs, reports, cpu=None):
     "Wall seconds of `orion run`; its CPU seconds are appended to `cpu` when given."
@@ -97,9 +94,9 @@ def main():
             one = d/'one.yaml'; one.write_text(yaml.safe_dump({**p, 'seeds': [0], 'run_name': p['run_name'] + '_one'}))
             print(f'repro_seconds_cold_one_seed: {run(one, d/"runs", d/"reports"):.1f}')
         for s, v in m['stages'].items(): print(f"stage_seconds_{s}: {v['seconds']}")
-        print(f'cpu_utilization: {cpu[0] / (cold * CORES):.3f}')
+        print(f'cpu_utilization: {cpu[0] / (cold * cores()):.3f}')
         for s, v in m['stages'].items():
-            if v.get('cpu_seconds') is not None: print(f"cpu_utilization_{s}: {v['cpu_seconds'] / (v['seconds'] * CORES):.3f}")
+            if v.get('cpu_seconds') is not None: print(f"cpu_utilization_{s}: {v['cpu_seconds'] / (v['seconds'] * cores()):.3f}")
         if a.levers: levers(runs/p['run_name'], p, d)
 
 if __name__ == '__main__': main()

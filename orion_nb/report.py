@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_modules, package_versions, stable_hash)
+from .jobs import cores
 from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params
 
 # %% auto #0
@@ -201,7 +202,7 @@ def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None 
     defaults = {k: v for k, v in declared_defaults(_flat(declared or {})).items() if 'seed' in k}
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
                         git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
-                        cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
+                        cores=cores(),
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
 def _done(old: dict, key: str, run_path='.') -> bool:

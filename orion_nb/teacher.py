@@ -13,7 +13,7 @@ from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
-           'traces_from_dataset', 'load_traces', 'generator_teacher', 'sampled_cots', 'teacher_generator',
+           'traces_from_dataset', 'load_traces', 'sampled_cots', 'generator_teacher', 'teacher_generator',
            'teacher_summary', 'api_estimate']
 
 # %% ../nbs/10_teacher.ipynb #3d630e37
@@ -97,6 +97,18 @@ def load_traces(path,                              # JSONL: one row per trace, w
     if not out: raise DataError('holds no traces', path)
     return out
 
+# %% ../nbs/10_teacher.ipynb #96b8fb4d
+def sampled_cots(problems, gen, params, store_path, template: str, workers: int = 2, progress: bool = True, spend=None,
+                 think: bool = True,   # keep a split-off reasoning part (`<think>` before the answer); False: the answer text only
+                ) -> tuple[list, list, list]:
+    "(CoTs, their meta, verdicts) per problem: `params.n` samples of `template` through a resumable store, graded."
+    prompts = [[{'role': 'user', 'content': fill(template, question=p['question'])}] for p in problems]
+    out = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
+                           ids=[p['id'] for p in problems], workers=workers, progress=progress, spend=spend)
+    cots = [[join_think(r.get('reasoning_content') if think else None, r['text']) for r in rs] for rs in out]
+    meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
+    return cots, meta, [[r['correct'] for r in rs] for rs in out]
+
 # %% ../nbs/10_teacher.ipynb #fb21fde6
 TEACHERS = ('scripted', 'column', *BACKENDS)   # the world's scripted teacher, a traces file, or a generation backend
 TEACHER_PROMPT = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -112,17 +124,6 @@ def generator_teacher(problems: Sequence[dict],  # problem records
     "Stage 1 with a generation backend: k traces per question through a resumable store, then rejection sampling."
     cots, meta, verdicts = sampled_cots(problems, gen, params, store_path, template, workers, progress, spend)
     return records_from_cots(problems, cots, f'generator:{gen.model_id}', out_path, meta, workers, verdicts=verdicts)
-
-def sampled_cots(problems, gen, params, store_path, template: str, workers: int = 2, progress: bool = True, spend=None,
-                 think: bool = True,   # keep a split-off reasoning part (`<think>` before the answer); False: the answer text only
-                ) -> tuple[list, list, list]:
-    "(CoTs, their meta, verdicts) per problem: `params.n` samples of `template` through a resumable store, graded."
-    prompts = [[{'role': 'user', 'content': fill(template, question=p['question'])}] for p in problems]
-    out = sample_and_grade(gen, prompts, [p['answer'] for p in problems], params, store_path,
-                           ids=[p['id'] for p in problems], workers=workers, progress=progress, spend=spend)
-    cots = [[join_think(r.get('reasoning_content') if think else None, r['text']) for r in rs] for rs in out]
-    meta = [[dict(finish_reason=r['finish_reason'], completion_tokens=r['completion_tokens'], model=r['model']) for r in rs] for rs in out]
-    return cots, meta, [[r['correct'] for r in rs] for rs in out]
 
 # %% ../nbs/10_teacher.ipynb #9aefd00b
 def teacher_generator(kind: str,   # 'openai', 'vllm' or 'transformers'
@@ -159,13 +160,12 @@ def api_estimate(p: dict,                        # a stage's parameters (default
                 ) -> str:
     "What the teacher's API jobs (traces, short CoTs, LEMA's corrections) would send and cost at most, before any request; '' when none uses an API."
     q = len(train) if train is not None else p.get('train_n', 0)
-    parts = []
-    p = {k: v for k, v in p.items() if k not in {'teacher', 'short_teacher', 'correction_teacher'} - set(jobs)}
-    if p.get('teacher') == 'openai':
+    parts, api = [], lambda job: job in jobs and p.get(job) == 'openai'
+    if api('teacher'):
         parts.append(_api_job(p, q * p['teacher_k'], p['teacher_max_new_tokens'], p['teacher_prompt'], train, p['teacher_k'], chars_per_token))
-    if p.get('short_teacher') == 'openai':
+    if api('short_teacher'):
         parts.append('short CoTs: ' + _api_job(p, q * p['short_k'], p['short_max_new_tokens'], p['short_prompt'], train, p['short_k'], chars_per_token))
-    if p.get('correction_teacher') == 'openai':   # at most one request per corrected attempt and sample; how many attempts are wrong is known later
+    if api('correction_teacher'):   # at most one request per corrected attempt and sample; how many attempts are wrong is known later
         parts.append('corrections: ' + _api_job(p, q * p['correction_attempts'] * p['correction_k'], p['correction_max_new_tokens'], None, None, 0, chars_per_token, 'at most '))
     if not parts: return ''
     return ' | '.join(parts) + (f"; spend cap ${p['teacher_spend_cap']:,.2f} per store" if p.get('teacher_spend_cap') else '; no spend cap')
