@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, sys
 from pathlib import Path
 from typing import Callable, Sequence
-from .core import STAGES, atomic_write_text, read_jsonl, write_jsonl
+from .core import STAGES, RunDir, atomic_write_text, read_jsonl, write_jsonl
 from .recipes import RECIPES, recipe_stats
 
 # %% auto #0
@@ -150,15 +150,16 @@ def recipe_sets(run_dir,                          # a run folder
                 names: Sequence[str] | None = None,  # recipes (default: those in `recipes.json`, else every JSONL)
                ) -> dict:
     "Recipe name -> its examples in a run's recipe stage: the saved `datasets.Dataset` where there is one, else the JSONL rows."
-    run = Path(run_dir); stage = run/STAGES['recipes'].folder
-    if not run.is_dir(): raise FileNotFoundError(f'run folder not found: {run}')
+    path = Path(run_dir); stage = path/STAGES['recipes'].folder
+    if not path.is_dir(): raise FileNotFoundError(f'run folder not found: {path}')
     if not stage.is_dir(): raise FileNotFoundError(f'recipe stage folder not found: {stage} (run the recipes stage first)')
+    run = RunDir(path)   # the stage's files by their names in `core.STAGES`
     if names is None:
-        index = stage/'recipes.json'
+        index = run.file('recipes', 'index')
         names = json.loads(index.read_text()) if index.exists() else sorted(p.stem for p in stage.glob('*.jsonl'))
     out = {}
     for n in names:
-        saved, jl = stage/file_name(n), stage/f'{file_name(n)}.jsonl'
+        saved, jl = stage/file_name(n), run.file('recipes', 'examples', recipe=n)
         if (saved/'state.json').exists():
             import datasets; out[n] = datasets.load_from_disk(str(saved))
         elif jl.exists(): out[n] = [r for _, r in read_jsonl(jl)]
