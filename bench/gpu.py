@@ -39,7 +39,7 @@ def sft_figures(path: Path, tok, n_params: int, seq_len: int, n: int, peak_tflop
     import torch
     from orion_nb.sft import train_sft
     params = dict(epochs=1, batch_size=1, lr=1e-5, max_length=seq_len + 64, precision='bf16', warmup=0.0,
-                  extra={'gradient_checkpointing': True})
+                  gradient_checkpointing='on')
     exs = long_examples(tok, n, seq_len)
     train_sft(path, exs[:1], out/f'warm{seq_len}', params)              # warm-up: kernels, allocator
     torch.cuda.reset_peak_memory_stats()

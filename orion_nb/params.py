@@ -50,7 +50,7 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.generate', 'BACKENDS'),
            'reflect_students': ('orion_nb.core', 'REFLECT_STUDENTS'), 'sft_launcher': ('orion_nb.sft', 'LAUNCHERS'),
            'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS'),
-           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
+           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'sft_gradient_checkpointing': ('orion_nb.sft', 'CHECKPOINTING'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
            'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
            'judge': ('orion_nb.analysis', 'JUDGES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS')}

@@ -11,10 +11,11 @@ from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'SFTParams', 'precision_flags',
-           'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
-           'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions', 'train_sft',
-           'loss_tokens', 'main', 'launch_command', 'sft_key', 'from_stage', 'train', 'train_examples']
+__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'SFTParams',
+           'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples', 'example_length', 'audit_lengths',
+           'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id',
+           'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command', 'sft_key', 'from_stage',
+           'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -40,11 +41,12 @@ class SFTParams:
     lora_targets: str = 'all-linear' # modules that get adapters
     precision: str = 'auto'          # autocast: 'auto' (bf16 on GPUs that have it, else none), 'fp32', 'bf16', 'fp16'; weights stay fp32
     attn_implementation: str = 'sdpa'  # transformers attention ('flash_attention_2' allows padding-free batches)
+    gradient_checkpointing: str = 'auto'  # recompute activations in the backward pass: 'auto' (on GPUs, TRL's default; off on CPUs), 'on', 'off'
     seed: int = 0                    # data order and initialisation of new weights
     save_steps: int = 0              # checkpoint every N steps, so a killed training resumes (0: only the final model)
     ddp_backend: str | None = None   # None: torch's choice ('nccl' on GPUs); 'gloo' for CPU processes
     report_to: str = 'none'          # transformers integrations to log to: 'none', 'tensorboard', 'trackio', 'wandb', ...
-    extra: dict = field(default_factory=dict)  # any other `trl.SFTConfig` field, e.g. {'gradient_checkpointing': True}
+    extra: dict = field(default_factory=dict)  # any other `trl.SFTConfig` field, e.g. {'neftune_noise_alpha': 5.0}
 
 # %% ../nbs/20_sft.ipynb #ecb747d7
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
@@ -56,6 +58,16 @@ def precision_flags(precision: str) -> dict:
         import torch
         precision = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
     return dict(bf16=precision == 'bf16', fp16=precision == 'fp16')
+
+CHECKPOINTING = ('auto', 'on', 'off')
+
+def checkpointing_flag(value: str) -> bool:
+    "SFTConfig's `gradient_checkpointing` for `value` ('auto': on where a GPU trains, as TRL does, off on CPUs)."
+    if value not in CHECKPOINTING: raise ValueError(f'gradient_checkpointing must be one of {CHECKPOINTING}, not {value!r}')
+    if value == 'auto':
+        import torch
+        return torch.cuda.is_available()
+    return value == 'on'
 
 # %% ../nbs/20_sft.ipynb #bddf1fd8
 @patch(cls_method=True)
@@ -136,7 +148,7 @@ _FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'w
          'per_device_train_batch_size': 'batch_size', 'gradient_accumulation_steps': 'grad_accum', 'weight_decay': 'weight_decay',
          'max_grad_norm': 'max_grad_norm', 'bf16': 'precision', 'fp16': 'precision', 'seed': 'seed', 'data_seed': 'seed',
          'save_steps': 'save_steps', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
-         'train_sampling_strategy': 'sampling'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
+         'train_sampling_strategy': 'sampling', 'gradient_checkpointing': 'gradient_checkpointing'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
 
 def _config_kwargs(p: SFTParams, out_dir) -> dict:
     "The `SFTConfig` fields `sft_config` sets: completion-only loss, no truncation, a log line every step."
@@ -147,7 +159,7 @@ def _config_kwargs(p: SFTParams, out_dir) -> dict:
                 gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, max_grad_norm=p.max_grad_norm,
                 max_length=None, completion_only_loss=True, padding_free=(s == 'padding_free'),
                 train_sampling_strategy='group_by_length' if s == 'group_by_length' else 'random',
-                **precision_flags(p.precision), seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
+                **precision_flags(p.precision), gradient_checkpointing=checkpointing_flag(p.gradient_checkpointing), seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
                 save_strategy='steps' if p.save_steps else 'no', save_steps=p.save_steps or 500,
                 save_only_model=False, report_to=p.report_to, ddp_backend=p.ddp_backend,
                 use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False)

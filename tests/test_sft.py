@@ -124,6 +124,22 @@ def test_precision_settings(base):
     c = sft_config(SFTParams(precision='fp32'), '/tmp/x')
     assert (c.bf16, c.fp16) == (False, False)
 
+def test_gradient_checkpointing_is_a_setting_that_changes_no_number(base, tmp_path):
+    "'auto' recomputes activations on GPUs only (TRL's default there); on or off, the losses, gradients and weights are the same."
+    from orion_nb.sft import sft_config
+    from orion_nb.models import load_model
+    assert sft_config(SFTParams(), '/tmp/x').gradient_checkpointing == torch.cuda.is_available()
+    assert sft_config(SFTParams(gradient_checkpointing='on'), '/tmp/x').gradient_checkpointing
+    with pytest.raises(ValueError, match="SFT parameter 'gradient_checkpointing': expected str"):
+        SFTParams.from_dict({'gradient_checkpointing': True})   # YAML's bare on
+    logs, models = {}, {}
+    for gc in ('on', 'off'):
+        train_sft(base[0], examples(16), tmp_path/gc, dict(epochs=1, batch_size=4, lr=1e-2, max_length=128, gradient_checkpointing=gc))
+        logs[gc] = [x for r in map(json.loads, open(tmp_path/gc/'trainer_log.jsonl')) for x in (r['loss'], r['grad_norm'])]
+        models[gc] = load_model(tmp_path/gc/'model')
+    assert len(logs['on']) == 8 and logs['on'] == pytest.approx(logs['off'], rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(models['on'].parameters(), models['off'].parameters()))
+
 def test_python_launcher_trains_in_a_subprocess(base, tmp_path):
     "Every training goes through a launcher in a process of its own, 'python' too: never in the caller (a notebook's kernel)."
     from orion_nb.sft import train
