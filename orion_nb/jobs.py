@@ -5,11 +5,14 @@
 # %% ../nbs/16_jobs.ipynb #06b8b575
 from __future__ import annotations
 import os
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['THREAD_VARS', 'EXECUTORS', 'PROCESS_JOB_EXECUTORS', 'cores', 'plan_pool', 'thread_env', 'use_threads', 'job_threads',
+           'shares', 'unshare', 'share_path', 'GenJob', 'run_gen_job', 'gen_jobs', 'InlineExecutor', 'job_pool',
            'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
 
 # %% ../nbs/16_jobs.ipynb #e8e9df19
@@ -49,6 +52,61 @@ def job_threads(_=None) -> int:
     import torch
     return torch.get_num_threads()
 
+# %% ../nbs/16_jobs.ipynb #58f08d80
+def shares(items: Sequence, n: int) -> list[list]:
+    "`items` dealt into `n` shares, item i to share i % n (a share may be empty)."
+    if not (isinstance(n, int) and n >= 1): raise ValueError(f'shares must be an integer >= 1, not {n!r}')
+    return [list(items[k::n]) for k in range(n)]
+
+def unshare(parts: Sequence[Sequence]) -> list:
+    "The items of `shares(items, len(parts))` (or results, one per item) back in their first order."
+    out = [None] * sum(map(len, parts))
+    for k, p in enumerate(parts): out[k::len(parts)] = p
+    return out
+
+def share_path(path, k: int, n: int) -> Path:
+    "The store of share `k` of `n`: `path` itself when there is one share, else `name.{k}of{n}.jsonl` beside it."
+    path = Path(path)
+    return path if n == 1 else path.with_name(f'{path.stem}.{k}of{n}{path.suffix}')
+
+# %% ../nbs/16_jobs.ipynb #528eb4ba
+@dataclass
+class GenJob:
+    "A function of one model's generator over some records, as plain values (so it can run in a spawned process)."
+    fn: Callable                               # importable: `fn(recs, gen, **kwargs)`, e.g. `exposure.expose_errors`
+    model: str                                 # the model's folder or Hub id
+    recs: list                                 # the records it works on
+    kwargs: dict = field(default_factory=dict) # fn's other arguments
+    backend: str = 'transformers'              # generation backend
+    batch_size: int = 32                       # prompts per generation batch
+    engine: dict = field(default_factory=dict) # backend settings (`generate.backend_settings`)
+
+def run_gen_job(job: GenJob):
+    "`job.fn` on the job's records with its model loaded as a generator (closed after)."
+    from orion_nb.generate import make_generator
+    with make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine) as gen:
+        return job.fn(job.recs, gen, **job.kwargs)
+
+def gen_jobs(fn: Callable, model, recs: Sequence, store, n: int, kwargs: dict, **gen) -> list[GenJob]:
+    "One `GenJob` per share of `recs` (`n` shares), each with its own store (`share_path`) as `store_path`."
+    return [GenJob(fn, str(model), part, {**kwargs, 'store_path': share_path(store, k, n)}, **gen) for k, part in enumerate(shares(recs, n))]
+
+# %% ../nbs/16_jobs.ipynb #61c34c11
+class InlineExecutor(Executor):
+    "An executor that runs each job as it is submitted, in this thread: the pool of one GPU or of vLLM."
+    def submit(self, fn, /, *args, **kwargs):
+        f = Future()
+        try: f.set_result(fn(*args, **kwargs))
+        except BaseException as e: f.set_exception(e)
+        return f
+
+def job_pool(workers: int, threads: int = 1, executor: str = 'process') -> Executor:
+    "A pool to submit jobs to: `workers` spawned processes at `threads` each ('process'), or 'inline'."
+    if executor == 'inline': return InlineExecutor()
+    if executor != 'process': raise ValueError(f"executor must be 'process' or 'inline', not {executor!r}")
+    import multiprocessing as mp
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context('spawn'), initializer=use_threads, initargs=(threads,))
+
 # %% ../nbs/16_jobs.ipynb #defc9034
 EXECUTORS = ('thread', 'process', 'ray')
 PROCESS_JOB_EXECUTORS = ('thread', 'ray')   # for jobs that start a process of their own (a training): a thread waits on each, or Ray runs them
@@ -76,9 +134,7 @@ def run_jobs(fn: Callable,            # one job: `fn(item)`; for 'process' and '
     if executor == 'thread' and workers <= 1: return [fn(x) for x in items]   # one at a time: in this thread
     if executor == 'thread':
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex: return list(ex.map(fn, items))
-    import multiprocessing as mp
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context('spawn'), initializer=use_threads, initargs=(threads,)) as ex:
-        return list(ex.map(fn, items))
+    with job_pool(workers, threads) as ex: return list(ex.map(fn, items))
 
 # %% ../nbs/16_jobs.ipynb #91b4952f
 def place_jobs(sizes: dict,         # job -> its size (e.g. the model's parameters)

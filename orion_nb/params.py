@@ -70,8 +70,9 @@ RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'gra
           'short_k': '>= 1', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '>= 1',
           'correction_attempts': '>= 1', 'correction_k': '>= 1', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '>= 1',
           'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1',
-          'train_workers': '>= 1', 'train_threads': '>= 1', 'eval_workers': '>= 1', 'eval_threads': '>= 1', 'sft_multi_gpu_above': '> 0'}
-AUTO = ('train_workers', 'eval_workers')   # 'auto' or an integer
+          'train_workers': '>= 1', 'train_threads': '>= 1', 'eval_workers': '>= 1', 'eval_threads': '>= 1', 'sft_multi_gpu_above': '> 0',
+          'gen_workers': '>= 1', 'gen_threads': '>= 1', 'gen_shards': '>= 1'}
+AUTO = ('train_workers', 'eval_workers', 'gen_workers')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)

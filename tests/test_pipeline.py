@@ -18,6 +18,7 @@ reflect_students: [base, sft_teacher]
 exposure_k: 2
 reflect_m: 1
 student_max_new_tokens: 40
+gen_shards: 2
 seeds: [0]
 sft_epochs: 1.0
 sft_batch_size: 4
@@ -107,16 +108,20 @@ def test_same_parameters_same_metrics(first_run):
 
 @pytest.mark.timeout(1200)
 def test_serial_and_parallel_schedules_same_metrics(first_run):
-    "Trainings and evaluations one at a time give what they give side by side (the first run: 'auto' workers, 1 thread each)."
+    "Generations, trainings and evaluations one at a time give what they give side by side (the first run: 'auto' workers, 1 thread each)."
     import yaml
     d, _, _ = first_run
     p = yaml.safe_load((d/'p.yaml').read_text())
-    (d/'serial.yaml').write_text(yaml.safe_dump({**p, 'train_workers': 1, 'eval_workers': 1}))
+    (d/'serial.yaml').write_text(yaml.safe_dump({**p, 'train_workers': 1, 'eval_workers': 1, 'gen_workers': 1}))
     r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/'serial.yaml'), '--runs', str(d/'runs_serial'), '--reports', str(d/'reports_serial')],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert '1 at once' in (d/'runs_serial'/'small'/'notebooks'/'06_train.ipynb').read_text()
+    assert all('1 at once' in (d/'runs_serial'/'small'/'notebooks'/f'{s}.ipynb').read_text() for s in ('03_exposure', '04_reflection', '06_train'))
     read = lambda p: [json.loads(l) for l in p.read_text().splitlines()]
+    for f in ['03_exposure/base.jsonl', '03_exposure/sft_teacher.jsonl', '04_reflection/base.jsonl', '04_reflection/no_error.jsonl']:
+        serial = (d/'runs_serial'/'small'/f).read_text().replace(str(d/'runs_serial'), str(d/'runs'))   # sft_teacher's path
+        assert (d/'runs'/'small'/f).read_text() == serial, f   # the attempts and refinements, in two shares each
+    assert (d/'runs'/'small'/'03_exposure'/'base_generations.1of2.jsonl').is_file()
     assert read(d/'runs'/'small'/'07_evaluate'/'results.jsonl') == read(d/'runs_serial'/'small'/'07_evaluate'/'results.jsonl')
     strip = lambda p: [{k: v for k, v in r.items() if k != 'time'} for r in read(p)]
     for m in json.loads((d/'runs'/'small'/'06_train'/'models.json').read_text()):
