@@ -270,13 +270,19 @@ def _top_p(probs, top_p: float):
     return torch.zeros_like(probs).scatter_(-1, si, sp)
 
 # %% ../nbs/05_generate.ipynb #6209cdd2
-def _next_tokens(logits, params: SamplingParams, gens, rows: list[int]):
-    "One token per running row: the most likely when greedy, else a draw from the row's own generator (`gens[rows[j]]`)."
+def _uniforms(seeds: list[int], steps: int):
+    "Each row's own `steps` uniform draws in [0, 1), from a generator seeded with its seed: `(rows, steps)`."
+    import torch
+    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in seeds])
+
+def _next_tokens(logits, params: SamplingParams, u=None):
+    "One token per running row: the most likely when greedy, else the inverse-CDF draw at the row's uniform `u` (one per row)."
     import torch
     if params.greedy: return logits.argmax(-1)
     probs = torch.softmax(logits / params.temperature, -1)
     if params.top_p < 1: probs = _top_p(probs, params.top_p)
-    return torch.cat([torch.multinomial(probs[j], 1, generator=gens[r]) for j, r in enumerate(rows)])
+    c = probs.double().cumsum(-1)                                       # a zero-probability token never holds the first c > x
+    return torch.searchsorted(c, (u.to(c.device) * c[:, -1])[:, None], right=True)[:, 0].clamp(max=c.shape[-1] - 1)
 
 # %% ../nbs/05_generate.ipynb #0675399f
 def _finish_reason(new: list[int], params: SamplingParams, eos_ids: set[int], tokenizer) -> str | None:
@@ -301,19 +307,20 @@ def decode(model, ids: list[list[int]], params: SamplingParams, seeds: list[int]
     "Generate for a batch of prompt token ids: `(new token ids, finish reason)` per row."
     import torch
     if params.stop and tokenizer is None: raise ValueError('stop strings need the tokenizer')
-    gens = None if params.greedy else [torch.Generator(device=model.device).manual_seed(s) for s in seeds]
+    u = None if params.greedy else _uniforms(seeds, params.max_new_tokens)   # row r's t-th token is drawn at u[r, t]
     rows, new, fin, cache = list(range(len(ids))), [[] for _ in ids], [None] * len(ids), _buffer_cache(model)
     with torch.inference_mode(), _gqa_attention(model):
         out, attn, nxt = _prefill(model, ids, pad_id, cache)
-        while True:
-            tok = _next_tokens(out.logits[:, -1, :].float(), params, gens, rows)
+        for t in range(params.max_new_tokens):
+            tok = _next_tokens(out.logits[:, -1, :].float(), params, None if u is None else u[rows, t])
             keep = _keep_running(rows, tok.tolist(), new, fin, params, eos_ids, tokenizer)
-            if not keep: return list(zip(new, fin))
+            if not keep: break
             if len(keep) < len(rows):                                   # drop the finished rows from the batch
                 idx = torch.tensor(keep, device=model.device)
                 cache.batch_select_indices(idx); attn, nxt, tok = attn[idx], nxt[idx], tok[idx]
                 rows = [rows[j] for j in keep]
             out, attn, nxt = _step(model, cache, tok, attn, nxt)
+    return list(zip(new, fin))
 
 # %% ../nbs/05_generate.ipynb #a91bf6e1
 def _load_hf(model, tokenizer, lora: str | None, dtype: str):
