@@ -83,11 +83,18 @@ def correction_text(step: str, explanation: str, solution: str) -> str:
     return f'Incorrect Step: {step}\nExplanation: {explanation}\nCorrect Solution:\n{solution}'
 
 # %% ../nbs/15_baselines.ipynb #e7e2c2ca
+def _num(s: str):
+    "A number as the world writes it (an integer, a decimal or a fraction), or None for one it never writes (`1.3/3`)."
+    from orion_nb.world import parse_num
+    try: return parse_num(s)
+    except ValueError: return None
+
 def _written(attempt: str) -> tuple[list[tuple[int, tuple]], list[str]]:
-    "(line index, (a, op, b, c)) of every equation of the attempt, in order; and its lines."
-    from orion_nb.world import _EQ, parse_num
+    "(line index, (a, op, b, c)) of every equation of the attempt whose numbers read, in order; and its lines."
+    from orion_nb.world import _EQ
     lines = attempt.replace('<think>', '').replace('</think>', '').splitlines()
-    return [(i, (parse_num(m[1]), m[2], parse_num(m[3]), parse_num(m[4]))) for i, l in enumerate(lines) for m in _EQ.finditer(l)], lines
+    eqs = [(i, (_num(m[1]), m[2], _num(m[3]), _num(m[4]))) for i, l in enumerate(lines) for m in _EQ.finditer(l)]
+    return [(i, e) for i, e in eqs if None not in e], lines
 
 def _first_departure(chain, written) -> tuple[int, tuple | None, int | None]:
     "(index in the chain of the first true equation the attempt gets wrong, what it wrote there, its line); `len(chain)` when none."
