@@ -64,6 +64,8 @@ def unshare(parts: Sequence[Sequence]) -> list:
     for k, p in enumerate(parts): out[k::len(parts)] = p
     return out
 
+
+# %% ../nbs/16_jobs.ipynb #shares02
 def share_path(path, k: int, n: int) -> Path:
     "The store of share `k` of `n`: `path` itself when there is one share, else `name.{k}of{n}.jsonl` beside it."
     path = Path(path)
@@ -81,6 +83,8 @@ class GenJob:
     batch_size: int = 32                       # prompts per generation batch
     engine: dict = field(default_factory=dict) # backend settings (`generate.backend_settings`)
 
+
+# %% ../nbs/16_jobs.ipynb #genjob02
 def run_gen_job(job: GenJob):
     "`job.fn` on the job's records with its model loaded as a generator (closed after)."
     from orion_nb.generate import make_generator

@@ -11,11 +11,11 @@ from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'SFTParams',
-           'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples', 'example_length', 'audit_lengths',
-           'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id',
-           'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command', 'sft_key', 'from_stage',
-           'train', 'train_examples']
+__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
+           'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples',
+           'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config',
+           'make_trainer', 'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command',
+           'sft_key', 'from_stage', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -311,7 +311,8 @@ def main(argv=None):
     return 0
 
 # %% ../nbs/20_sft.ipynb #262aca8b
-LAUNCHERS = ('python', 'torchrun', 'accelerate')
+LAUNCHERS = ('python', 'forkserver', 'torchrun', 'accelerate')
+ONE_PROCESS = ('python', 'forkserver')                # launchers of one training process
 OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
 DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
 
@@ -320,7 +321,7 @@ def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str
     import sys
     if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
     bin_ = Path(sys.executable).parent
-    head = ([] if launcher == 'python' else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
+    head = ([] if launcher in ONE_PROCESS else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
             [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []))
     return head + [str(bin_/'orion-sft'), str(config)]
 
@@ -334,7 +335,8 @@ def sft_key(model_path, train_path, params: dict, launch: dict | None = None) ->
 def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '', threads: int = 0) -> dict | None:
     "What of the launch a model depends on: the launcher, its processes, the accelerate config's content, its threads (None: 'python', one process, torch's threads)."
     from orion_nb.core import content_hash
-    facts = {} if launcher == 'python' else dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {}))
+    facts = ({} if launcher == 'python' else {'launcher': launcher} if launcher in ONE_PROCESS else
+             dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {})))
     return {**facts, **({'threads': threads} if threads else {})} or None
 
 def _stale(out_dir: Path, key: str) -> bool:
@@ -371,12 +373,31 @@ def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
     atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
     return cfg
 
+# %% ../nbs/20_sft.ipynb #a61e84f6
+FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
+
+def _forked_main(config: str, env: dict) -> None:
+    "The forked training process: its environment and threads, then `orion-sft config`."
+    os.environ.update(env)
+    if 'OMP_NUM_THREADS' in env:
+        import torch; torch.set_num_threads(int(env['OMP_NUM_THREADS']))
+    raise SystemExit(main([config]))
+
+
+# %% ../nbs/20_sft.ipynb #forked02
+def _run_forked(config, env: dict) -> None:
+    "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported)."
+    import multiprocessing as mp, subprocess
+    ctx = mp.get_context('forkserver'); ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
+    if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
+
 # %% ../nbs/20_sft.ipynb #24c06fbe
 def train(model_path,                    # starting model: a local folder or a Hub id
           train_path,                    # JSONL file of prompt–completion examples
           out_dir,                       # this training's own folder (cleared when it holds other content)
           params: dict | None = None,    # SFT parameters (`SFTParams` names)
-          launcher: str = 'python',      # 'python' (this process), 'torchrun' or 'accelerate'
+          launcher: str = 'python',      # 'python' (a process of its own), 'forkserver' (one forked from a server with the libraries imported), 'torchrun' or 'accelerate'
           nproc: int = 2,                # processes under torchrun
           accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
           ddp_backend: str | None = None,  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
@@ -386,11 +407,12 @@ def train(model_path,                    # starting model: a local folder or a H
     import subprocess
     from orion_nb.jobs import thread_env
     out_dir, params = Path(out_dir), dict(params or {})
-    if launcher != 'python' and ddp_backend: params['ddp_backend'] = ddp_backend
+    if launcher not in ONE_PROCESS and ddp_backend: params['ddp_backend'] = ddp_backend
     ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config, threads))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
-    cmd = launch_command(launcher, _write_config(out_dir, model_path, train_path, params), nproc, accelerate_config)
-    subprocess.run(cmd, check=True, env={**os.environ, **(thread_env(threads) if threads else {}), **(env or {})})
+    cfg, env = _write_config(out_dir, model_path, train_path, params), {**(thread_env(threads) if threads else {}), **(env or {})}
+    if launcher == 'forkserver': _run_forked(cfg, env)
+    else: subprocess.run(launch_command(launcher, cfg, nproc, accelerate_config), check=True, env={**os.environ, **env})
     return _summary_of(out_dir, False)
 
 # %% ../nbs/20_sft.ipynb #trex0cd1

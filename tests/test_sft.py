@@ -148,6 +148,24 @@ def test_python_launcher_trains_in_a_subprocess(base, tmp_path):
     s = train(path, data, tmp_path/'out', dict(epochs=1, batch_size=4, max_length=128), launcher='python')
     assert s['pid'] != os.getpid() and s['steps'] == 2 and (tmp_path/'out'/'model').is_dir()
 
+def test_forkserver_launcher_trains_as_python_does(base, tmp_path):
+    "'forkserver' forks each training from a server that imported the libraries once: a process of its own, the same model."
+    from orion_nb.sft import train
+    path, _ = base
+    data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(16)))
+    p = dict(epochs=1, batch_size=4, lr=1e-2, max_length=128)
+    a = train(path, data, tmp_path/'py', p, launcher='python', threads=1)
+    b = train(path, data, tmp_path/'fs', p, launcher='forkserver', threads=1)
+    c = train(path, data, tmp_path/'fs2', {**p, 'lr': 2e-2}, launcher='forkserver', threads=1)   # another, from the same server
+    assert len({os.getpid(), a['pid'], b['pid'], c['pid']}) == 4 and b['threads'] == c['threads'] == 1
+    log = lambda d: [{k: v for k, v in json.loads(l).items() if k != 'time'} for l in open(d/'trainer_log.jsonl')]
+    assert log(tmp_path/'fs') == log(tmp_path/'py') and log(tmp_path/'fs2') != log(tmp_path/'py')
+    weights = lambda d: (d/'model'/'model.safetensors').read_bytes()
+    assert weights(tmp_path/'fs') == weights(tmp_path/'py')   # bit for bit (training_args.bin differs: it holds the output folder)
+    assert json.loads((tmp_path/'fs'/'cache_key.json').read_text())['launch'] == {'launcher': 'forkserver', 'threads': 1}
+    with pytest.raises(subprocess.CalledProcessError, match='orion-sft'):   # a failed training fails the call
+        train(path, data, tmp_path/'bad', {**p, 'max_length': 8}, launcher='forkserver', threads=1)
+
 def test_killed_training_resumes(base, tmp_path):
     "With checkpoints every 2 steps, a training killed after its first checkpoint resumes from it and ends at the same step."
     import signal, time
