@@ -13,6 +13,13 @@ Prints one `name: value` per line:
                                 parallel_train  two trainings one after the other at 2 threads / side by side at 1 thread each
                                 parallel_eval   four models' evaluations likewise
                                 eval_budgets    the base student on the benchmarks at the default budget / at the per-set budgets
+                                no_grad_checkpointing  one training (ORION, seed 0, 1 thread) recomputing activations / keeping them
+                                bf16            the same training in fp32 / with bf16 autocast (the run's sft_precision, when bf16)
+                                gen_shards      the base student's reflections as one job at 2 threads / in the run's gen_shards jobs
+                                                side by side at 1 thread each
+                                forkserver      two trainings (Short-CoT, seeds 0 and 1) started as `orion-sft` processes / forked
+                                                from a server that imported the libraries once (sft_launcher: forkserver)
+                                gen_batch       the base student on the world test split in batches of 64 / of the run's gen_batch_size
 Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers] [--runs DIR --reports DIR]
 With --runs/--reports the cold and cached runs go there (e.g. `--runs runs --reports reports` regenerates the committed
 reports while measuring); the run directory must not exist yet. By default both go to a temporary folder.
@@ -58,12 +65,41 @@ def levers(run_dir: Path, p: dict, d: Path) -> None:
             return train(run.student(), run.file('recipes', 'examples', recipe=job[0]), d/tag/f'{job[0]}_{job[1]}', params, threads=threads)
         return lambda: run_jobs(one, two, workers, threads, 'thread')
     print(f"speedup_parallel_train: {timed(trainings('serial', 1, 2)) / timed(trainings('parallel', 2, 1)):.2f}")
+    def training(tag, **change):
+        params = json.loads((run.file('train', 'run', recipe='orion', seed=0)/'sft_summary.json').read_text())['params']
+        return lambda: train(run.student(), run.file('recipes', 'examples', recipe='orion'), d/tag, {**params, **change}, threads=1)
+    print(f"speedup_no_grad_checkpointing: {timed(training('gc_on', gradient_checkpointing='on')) / timed(training('gc_off', gradient_checkpointing='off')):.2f}")
+    if p.get('sft_precision') == 'bf16':
+        print(f"speedup_bf16: {timed(training('fp32', precision='fp32')) / timed(training('bf16', precision='bf16')):.2f}")
+    if p.get('sft_launcher') == 'forkserver':
+        def launched(launcher):
+            params = lambda s: json.loads((run.file('train', 'run', recipe='short_cot', seed=s)/'sft_summary.json').read_text())['params']
+            return lambda: [train(run.student(), run.file('recipes', 'examples', recipe='short_cot'), d/launcher/str(s), params(s),
+                                  launcher=launcher, threads=1) for s in (0, 1)]
+        print(f"speedup_forkserver: {timed(launched('python')) / timed(launched('forkserver')):.2f}")
+    if p.get('gen_shards', 1) > 1:
+        from orion_nb.generate import SamplingParams
+        from orion_nb.jobs import gen_jobs, job_pool, run_gen_job
+        from orion_nb.reflection import reflect
+        sp = SamplingParams(temperature=p.get('reflect_temperature', 0.8), n=p.get('reflect_m', 2), max_new_tokens=p.get('student_max_new_tokens', 512))
+        def reflections(tag, n, threads):
+            js = gen_jobs(reflect, run.student(), run.records('exposure', 'base'), d/tag/'store.jsonl', n, dict(params=sp, workers=1, progress=False),
+                          batch_size=p.get('gen_batch_size', 32))
+            def go():
+                with job_pool(n, threads) as pool: [f.result() for f in [pool.submit(run_gen_job, j) for j in js]]
+            return go
+        print(f"speedup_gen_shards: {timed(reflections('shares_1', 1, 2)) / timed(reflections('shares_n', p['gen_shards'], 1)):.2f}")
     sets, models = run.eval_sets(), [run.student()] + [str(run.model(r, s)) for r, s in [('orion', 0), ('long_cot', 0), ('short_cot', 0)]]
     budget = lambda n: set_sampling(n, p.get('eval_n', 1), p.get('eval_max_new_tokens', 512), max_new_tokens_by_set=p.get('eval_max_new_tokens_by_set'))
     def evals(tag, workers, threads, names, sampling):
         jobs = [EvalJob(m, {n: (sets[n], sampling(n), d/tag/f'{i}_{n}_store.jsonl', None) for n in names}, batch_size=p.get('gen_batch_size', 32))
                 for i, m in enumerate(models if tag.startswith('eval') else models[:1])]
         return lambda: run_jobs(evaluate_model, jobs, workers, threads, 'process')
+    if p.get('gen_batch_size', 32) > 64:
+        def batched(tag, size):
+            job = EvalJob(run.student(), {'world_test': (sets['world_test'], budget('world_test'), d/tag/'store.jsonl', None)}, batch_size=size)
+            return lambda: run_jobs(evaluate_model, [job], 1, 1, 'process')
+        print(f"speedup_gen_batch: {timed(batched('batch_64', 64)) / timed(batched('batch_run', p['gen_batch_size'])):.2f}")
     print(f"speedup_parallel_eval: {timed(evals('eval_serial', 1, 2, ['world_test'], budget)) / timed(evals('eval_parallel', 2, 1, ['world_test'], budget)):.2f}")
     bench = [n for n in sets if n != 'world_test']
     if bench and p.get('eval_max_new_tokens_by_set'):
