@@ -19,7 +19,6 @@ Prints one `name: value` per line:
                                                 side by side at 1 thread each
                                 forkserver      two trainings (Short-CoT, seeds 0 and 1) started as `orion-sft` processes / forked
                                                 from a server that imported the libraries once (sft_launcher: forkserver)
-                                gen_batch       the base student on the world test split in batches of 64 / of the run's gen_batch_size
 Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers] [--runs DIR --reports DIR]
 With --runs/--reports the cold and cached runs go there (e.g. `--runs runs --reports reports` regenerates the committed
 reports while measuring); the run directory must not exist yet. By default both go to a temporary folder.
@@ -95,11 +94,6 @@ def levers(run_dir: Path, p: dict, d: Path) -> None:
         jobs = [EvalJob(m, {n: (sets[n], sampling(n), d/tag/f'{i}_{n}_store.jsonl', None) for n in names}, batch_size=p.get('gen_batch_size', 32))
                 for i, m in enumerate(models if tag.startswith('eval') else models[:1])]
         return lambda: run_jobs(evaluate_model, jobs, workers, threads, 'process')
-    if p.get('gen_batch_size', 32) > 64:
-        def batched(tag, size):
-            job = EvalJob(run.student(), {'world_test': (sets['world_test'], budget('world_test'), d/tag/'store.jsonl', None)}, batch_size=size)
-            return lambda: run_jobs(evaluate_model, [job], 1, 1, 'process')
-        print(f"speedup_gen_batch: {timed(batched('batch_64', 64)) / timed(batched('batch_run', p['gen_batch_size'])):.2f}")
     print(f"speedup_parallel_eval: {timed(evals('eval_serial', 1, 2, ['world_test'], budget)) / timed(evals('eval_parallel', 2, 1, ['world_test'], budget)):.2f}")
     bench = [n for n in sets if n != 'world_test']
     if bench and p.get('eval_max_new_tokens_by_set'):

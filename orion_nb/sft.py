@@ -15,7 +15,7 @@ __all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGT
            'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples',
            'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config',
            'make_trainer', 'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command',
-           'sft_key', 'from_stage', 'train', 'train_examples']
+           'sft_key', 'from_stage', 'stop_forkserver', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -374,6 +374,11 @@ def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
     return cfg
 
 # %% ../nbs/20_sft.ipynb #a61e84f6
+def stop_forkserver() -> None:
+    "Stop this process's fork server and wait for it: the CPU time of the trainings it forked then counts as this process's children's."
+    from multiprocessing import forkserver
+    forkserver._forkserver._stop()   # what Python's own tests call; a no-op when none runs
+
 FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
 
 def _forked_main(config: str, env: dict) -> None:
@@ -387,8 +392,9 @@ def _forked_main(config: str, env: dict) -> None:
 # %% ../nbs/20_sft.ipynb #forked02
 def _run_forked(config, env: dict) -> None:
     "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported)."
-    import multiprocessing as mp, subprocess
+    import atexit, multiprocessing as mp, subprocess
     ctx = mp.get_context('forkserver'); ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    atexit.unregister(stop_forkserver); atexit.register(stop_forkserver)   # once
     p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
     if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
 

@@ -165,6 +165,11 @@ def test_forkserver_launcher_trains_as_python_does(base, tmp_path):
     assert json.loads((tmp_path/'fs'/'cache_key.json').read_text())['launch'] == {'launcher': 'forkserver', 'threads': 1}
     with pytest.raises(subprocess.CalledProcessError, match='orion-sft'):   # a failed training fails the call
         train(path, data, tmp_path/'bad', {**p, 'max_length': 8}, launcher='forkserver', threads=1)
+    import resource
+    from orion_nb.sft import stop_forkserver
+    cpu = lambda: resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    before = cpu(); stop_forkserver(); stop_forkserver()
+    assert cpu() - before > 1   # the server and its trainings, waited for: their CPU time is this process's children's
 
 def test_killed_training_resumes(base, tmp_path):
     "With checkpoints every 2 steps, a training killed after its first checkpoint resumes from it and ends at the same step."
