@@ -11,20 +11,23 @@ from .data import last_boxed, _box_re
 from .records import correct_attempts, kept_cots, refinements, survived, survivors
 
 # %% auto #0
-__all__ = ['RULES', 'FALLBACKS', 'form_problems', 'choose_target', 'select_targets', 'filter_summary']
+__all__ = ['BOX_RULES', 'RULES', 'FALLBACKS', 'form_problems', 'choose_target', 'select_targets', 'filter_summary']
 
 # %% ../nbs/13_filter.ipynb #810519ae
-def form_problems(text: str, finish_reason: str | None = None) -> list[str]:
-    "Why `text` is not a well-formed CoT (empty list: it is): think tags, the final box, the length budget."
+BOX_RULES = ('last', 'one')   # the answer part: its last box is the answer (earlier ones may quote a wrong one), or exactly one box
+
+def form_problems(text: str, finish_reason: str | None = None, boxes: str = 'last') -> list[str]:
+    "Why `text` is not a well-formed CoT (empty list: it is): think tags, the final box (`BOX_RULES`), the length budget."
+    if boxes not in BOX_RULES: raise ValueError(f'form_boxes must be one of {BOX_RULES}, not {boxes!r}')
     why = []
     if finish_reason == 'length': why.append('cut off at the length budget')
     n_open, n_close = text.count('<think>'), text.count('</think>')
     if n_open > 1 or n_close > 1: why.append('more than one <think> block')
     elif n_open != n_close or (n_open and text.index('</think>') < text.index('<think>')): why.append('<think> not closed')
     answer_part = text.rsplit('</think>', 1)[-1]
-    boxes = len(_box_re(('boxed', 'fbox')).findall(answer_part))
-    if boxes == 0 or last_boxed(answer_part) is None: why.append('no complete \\boxed{} answer')
-    elif boxes > 1: why.append('more than one \\boxed{} in the answer')
+    n = len(_box_re(('boxed', 'fbox')).findall(answer_part))
+    if n == 0 or last_boxed(answer_part) is None: why.append('no complete \\boxed{} answer')
+    elif n > 1 and boxes == 'one': why.append('more than one \\boxed{} in the answer')
     return why
 
 # %% ../nbs/13_filter.ipynb #c8f5ace5
@@ -51,11 +54,11 @@ def _refined_target(rec: dict, ok: list[dict], rule: str, seed: int) -> dict:
                 attempt_sample=pick['attempt_sample'], sample=pick['sample'])
 
 # %% ../nbs/13_filter.ipynb #13cf1250
-def _fallback(rec: dict, case: str, policy: str) -> dict:
+def _fallback(rec: dict, case: str, policy: str, boxes: str = 'last') -> dict:
     "The target of a question without a surviving refinement (`case` says why), by `policy`: teacher CoT, student's own, or none."
     if policy == 'teacher': return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: teacher CoT')
     if policy == 'student':
-        own = [a for a in correct_attempts(rec) if not form_problems(a['text'], a.get('finish_reason'))]
+        own = [a for a in correct_attempts(rec) if not form_problems(a['text'], a.get('finish_reason'), boxes)]
         if own: return dict(text=own[0]['text'], kind='student', why=f"{case}: the student's own correct attempt")
         return dict(text=kept_cots(rec)[0], kind='teacher', why=f'{case}: no well-formed correct attempt of its own, teacher CoT')
     return dict(text=None, kind=None, why=f'{case}: dropped')
@@ -65,27 +68,28 @@ def choose_target(rec: dict,
                   rule: str = 'first',            # among surviving refinements: 'first', 'shortest' or 'random'
                   never_wrong: str = 'teacher',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
                   no_survivor: str = 'teacher',   # questions whose refinements all failed: 'teacher', 'student' or 'drop'
-                  seed: int = 0) -> dict:
+                  seed: int = 0,
+                  boxes: str = 'last') -> dict:     # the form check's box rule for the student's own attempts (`BOX_RULES`)
     "The training target of a record after stage 4: `{text, kind, why}` (kind None: dropped)."
     _check_choices(rule, never_wrong, no_survivor)
     ok = survivors(rec)
     if ok: return _refined_target(rec, ok, rule, seed)
     if not kept_cots(rec): return dict(text=None, kind=None, why='no teacher CoT survived rejection sampling')
     if rec['exposure']['n_wrong'] == 0 and rec.get('reflection', {}).get('with_error', True):
-        return _fallback(rec, 'the student never got it wrong', never_wrong)
-    return _fallback(rec, f"no refinement survived ({len(refinements(rec))} written)", no_survivor)
+        return _fallback(rec, 'the student never got it wrong', never_wrong, boxes)
+    return _fallback(rec, f"no refinement survived ({len(refinements(rec))} written)", no_survivor, boxes)
 
 # %% ../nbs/13_filter.ipynb #11fccbf2
 def select_targets(recs: Sequence[dict],            # records after stage 3
                    rule: str = 'first', never_wrong: str = 'teacher', no_survivor: str = 'teacher', seed: int = 0,
-                   out_path=None) -> list[dict]:
-    "Stage 4: form-check every refinement and choose each record's training target."
+                   out_path=None, boxes: str = 'last') -> list[dict]:
+    "Stage 4: form-check every refinement (`boxes`: `BOX_RULES`) and choose each record's training target."
     out = []
     for r in recs:
         refl = r.get('reflection', {})
-        refined = [{**x, 'form': form_problems(x['text'], x.get('finish_reason'))} for x in refl.get('refined', [])]
+        refined = [{**x, 'form': form_problems(x['text'], x.get('finish_reason'), boxes)} for x in refl.get('refined', [])]
         r = {**r, 'reflection': {**refl, 'refined': refined, 'survived': sum(map(survived, refined))}}
-        r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed)
+        r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes)
         out.append(r)
     if out_path is not None: write_jsonl(out_path, out)
     return out

@@ -53,7 +53,8 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'sft_gradient_checkpointing': ('orion_nb.sft', 'CHECKPOINTING'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
            'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
-           'judge': ('orion_nb.analysis', 'JUDGES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS')}
+           'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
+           'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',
@@ -71,7 +72,7 @@ RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'gra
           'correction_attempts': '>= 1', 'correction_k': '>= 1', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '>= 1',
           'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1',
           'train_workers': '>= 1', 'train_threads': '>= 1', 'eval_workers': '>= 1', 'eval_threads': '>= 1', 'sft_multi_gpu_above': '> 0',
-          'gen_workers': '>= 1', 'gen_threads': '>= 1', 'gen_shards': '>= 1'}
+          'gen_workers': '>= 1', 'gen_threads': '>= 1', 'gen_shards': '>= 1', 'journey_n': '>= 0'}
 AUTO = ('train_workers', 'eval_workers', 'gen_workers')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}

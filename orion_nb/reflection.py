@@ -4,6 +4,7 @@
 
 # %% ../nbs/12_reflection.ipynb #8569a5fa
 from __future__ import annotations
+import re
 from typing import Sequence
 from .core import write_jsonl
 from .generate import sample_and_grade
@@ -11,7 +12,8 @@ from .models import REFERENCE_PROMPT, fill
 from .records import kept_cots, wrong_attempts
 
 # %% auto #0
-__all__ = ['REFLECT_PROMPT', 'NO_ERROR_PROMPT', 'reflection_prompt', 'reflection_jobs', 'reflect', 'reflection_summary']
+__all__ = ['REFLECT_PROMPT', 'NO_ERROR_PROMPT', 'ATTEMPT_CHOICES', 'untagged', 'instruction', 'reflection_prompt',
+           'chosen_attempts', 'reflection_jobs', 'reflect', 'reflection_summary']
 
 # %% ../nbs/12_reflection.ipynb #7f841461
 REFLECT_PROMPT = (
@@ -21,26 +23,49 @@ REFLECT_PROMPT = (
     "{question}\n\nReference solution:\n{reference}\n\nYour earlier attempt (wrong):\n{attempt}")
 NO_ERROR_PROMPT = REFERENCE_PROMPT   # ablation without error exposure: question and reference only
 
+def untagged(text: str) -> str:
+    "`text` without its `<think>` tags: a reference or an attempt inside a prompt is content, not a think block."
+    return re.sub(r'\s*</?think>\s*', '\n', text).strip()
+
+def instruction(template: str) -> str:
+    "What a prompt template asks, before its materials: its text up to the `{question}` placeholder."
+    return template.split('{question}')[0].strip()
+
+# %% ../nbs/12_reflection.ipynb #3424f56c
 def reflection_prompt(question: str, reference: str, attempt: str | None,
-                      template: str | None = None) -> list[dict]:
+                      template: str | None = None,     # default `REFLECT_PROMPT`, or `NO_ERROR_PROMPT` without an attempt
+                      untag: bool = True,               # the reference and the attempt lose their `<think>` tags
+                      repeat_instruction: bool = False, # the instruction again after the long materials
+                     ) -> list[dict]:
     "Chat messages asking the student to rewrite `reference` reflecting on `attempt` (None: the no-error ablation)."
-    if attempt is None: return [{'role': 'user', 'content': fill(template or NO_ERROR_PROMPT, question=question, reference=reference)}]
-    return [{'role': 'user', 'content': fill(template or REFLECT_PROMPT, question=question, reference=reference, attempt=attempt)}]
+    t, clean = template or (NO_ERROR_PROMPT if attempt is None else REFLECT_PROMPT), (untagged if untag else str)
+    fields = dict(question=question, reference=clean(reference), **({} if attempt is None else {'attempt': clean(attempt)}))
+    return [{'role': 'user', 'content': fill(t, **fields) + (f'\n\n{instruction(t)}' if repeat_instruction else '')}]
 
 # %% ../nbs/12_reflection.ipynb #068ce983
-def reflection_jobs(rec: dict, with_error: bool = True, attempts_per_question: int = 1) -> list[dict]:
+ATTEMPT_CHOICES = ('first', 'shortest')
+
+def chosen_attempts(rec: dict, choice: str = 'first', n: int = 1) -> list[dict]:
+    "The wrong attempts to reflect on: the first `n`, or the `n` shortest well-formed ones (finished, with a boxed answer) first."
+    if choice not in ATTEMPT_CHOICES: raise ValueError(f'reflect_attempt must be one of {ATTEMPT_CHOICES}, not {choice!r}')
+    wrong = wrong_attempts(rec)
+    if choice == 'shortest': wrong = sorted(wrong, key=lambda a: (a.get('finish_reason') == 'length' or a.get('extracted') is None, len(a['text'])))
+    return wrong[:n]
+
+def reflection_jobs(rec: dict, with_error: bool = True, attempts_per_question: int = 1, attempt_choice: str = 'first') -> list[dict]:
     "The (reference, wrong attempt) pairs of a record to reflect on; none when it lacks a teacher CoT or an error."
     cots = kept_cots(rec)
     if not cots: return []
     if not with_error: return [dict(attempt_sample=None, reference=cots[0], attempt=None)]
     return [dict(attempt_sample=a['sample'], reference=cots[0], attempt=a['text'])
-            for a in wrong_attempts(rec)[:attempts_per_question]]
+            for a in chosen_attempts(rec, attempt_choice, attempts_per_question)]
 
 # %% ../nbs/12_reflection.ipynb #1ed926df
-def _reflection_requests(recs: Sequence[dict], with_error: bool, attempts_per_question: int, template: str | None) -> tuple[list, list]:
-    "Every (record index, job) pair to reflect on, and the prompt of each."
-    jobs = [(i, j) for i, r in enumerate(recs) for j in reflection_jobs(r, with_error, attempts_per_question)]
-    return jobs, [reflection_prompt(recs[i]['question'], j['reference'], j['attempt'], template) for i, j in jobs]
+def _reflection_requests(recs: Sequence[dict], with_error: bool, attempts_per_question: int, template: str | None,
+                         attempt_choice: str = 'first', **style) -> tuple[list, list]:
+    "Every (record index, job) pair to reflect on, and the prompt of each (`style`: `reflection_prompt`'s options)."
+    jobs = [(i, j) for i, r in enumerate(recs) for j in reflection_jobs(r, with_error, attempts_per_question, attempt_choice)]
+    return jobs, [reflection_prompt(recs[i]['question'], j['reference'], j['attempt'], template, **style) for i, j in jobs]
 
 # %% ../nbs/12_reflection.ipynb #0c430132
 def _refinement(attempt_sample, g: dict) -> dict:
@@ -65,9 +90,13 @@ def reflect(recs: Sequence[dict],          # provenance records after stage 2
             with_error: bool = True,        # False: the ablation without error exposure
             attempts_per_question: int = 1, # wrong attempts reflected on per question
             template: str | None = None,    # prompt template (default `REFLECT_PROMPT`, or `NO_ERROR_PROMPT`)
+            attempt_choice: str = 'first',  # which wrong attempts: 'first' or 'shortest' well-formed (`chosen_attempts`)
+            untag: bool = True,             # the prompt's reference and attempt without `<think>` tags
+            repeat_instruction: bool = False,  # the instruction again after the materials
             workers: int = 2, progress: bool = True) -> list[dict]:
     "Stage 3: m refinements for each (teacher CoT, wrong attempt) pair, each graded against the gold answer."
-    jobs, prompts = _reflection_requests(recs, with_error, attempts_per_question, template)
+    jobs, prompts = _reflection_requests(recs, with_error, attempts_per_question, template, attempt_choice,
+                                         untag=untag, repeat_instruction=repeat_instruction)
     gens = sample_and_grade(gen, prompts, [recs[i]['answer'] for i, _ in jobs], params, store_path,
                             ids=[recs[i]['id'] for i, _ in jobs], workers=workers, progress=progress)
     prompts_of, refined = _by_record(len(recs), jobs, prompts, gens)

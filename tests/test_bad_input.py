@@ -51,6 +51,13 @@ PARAMS = [
     ({'train_workers': ' many'}, r"parameter 'train_workers': expected 'auto' or an integer, got str \('many'\)"),
     ({'eval_workers': ' 0'}, r"parameter 'eval_workers': 0 out of range; must be >= 1"),
     ({'train_executor': ' process'}, r"parameter 'train_executor': 'process' not allowed; choose from thread, ray"),
+    ({'gen_workers': ' lots'}, r"parameter 'gen_workers': expected 'auto' or an integer, got str \('lots'\)"),
+    ({'gen_shards': ' 0'}, r"parameter 'gen_shards': 0 out of range; must be >= 1"),
+    ({'sft_gradient_checkpointing': ' on'}, r"parameter 'sft_gradient_checkpointing': expected str \(default 'auto'\), got bool"),
+    ({'sft_launcher': ' forkserve'}, r"parameter 'sft_launcher': 'forkserve' not allowed; choose from python, forkserver, torchrun, accelerate"),
+    ({'reflect_attempt': ' longest'}, r"parameter 'reflect_attempt': 'longest' not allowed; choose from first, shortest"),
+    ({'form_boxes': ' two'}, r"parameter 'form_boxes': 'two' not allowed; choose from last, one"),
+    ({'journey_n': ' -1'}, r"parameter 'journey_n': -1 out of range; must be >= 0"),
     ({'exposure_temprature': ' 0.8'}, r"unknown parameter 'exposure_temprature' \(did you mean 'exposure_temperature'\?\)"),
 ]
 

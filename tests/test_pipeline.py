@@ -19,6 +19,7 @@ exposure_k: 2
 reflect_m: 1
 student_max_new_tokens: 40
 gen_shards: 2
+sft_launcher: forkserver
 seeds: [0]
 sft_epochs: 1.0
 sft_batch_size: 4
@@ -157,6 +158,7 @@ def test_index_renders_in_chromium(first_run, tmp_path):
     n_img, n_ok, n_tables = map(int, re.search(r'<title>PROBE (\d+) (\d+) (\d+)</title>', dom).groups())
     assert n_img >= 2 and n_ok == n_img and n_tables >= 8
     assert "id='stages'" in dom.replace('"', "'") and 'Accuracy (%' in dom
+    assert 'Journey: ' in dom and dom.count('<details>') >= 1 and '<summary>Question 1 (gold' in dom   # the journey page, closed
     png = (tmp_path/'index.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 50_000
 
