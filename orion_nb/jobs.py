@@ -91,6 +91,8 @@ def run_gen_job(job: GenJob):
     with make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine) as gen:
         return job.fn(job.recs, gen, **job.kwargs)
 
+
+# %% ../nbs/16_jobs.ipynb #7b977a0e
 def gen_jobs(fn: Callable, model, recs: Sequence, store, n: int, kwargs: dict, **gen) -> list[GenJob]:
     "One `GenJob` per share of `recs` (`n` shares), each with its own store (`share_path`) as `store_path`."
     return [GenJob(fn, str(model), part, {**kwargs, 'store_path': share_path(store, k, n)}, **gen) for k, part in enumerate(shares(recs, n))]
@@ -104,6 +106,8 @@ class InlineExecutor(Executor):
         except BaseException as e: f.set_exception(e)
         return f
 
+
+# %% ../nbs/16_jobs.ipynb #1139d199
 def job_pool(workers: int, threads: int = 1, executor: str = 'process') -> Executor:
     "A pool to submit jobs to: `workers` spawned processes at `threads` each ('process'), or 'inline'."
     if executor == 'inline': return InlineExecutor()

@@ -60,6 +60,8 @@ def _refinements_html(rec: dict, reference: str) -> str:
     return ''.join(f"<p>Refinement {x['sample']} of attempt {x['attempt_sample']}: <b>{html.escape(verdict(x, rec['answer']))}</b></p>"
                    f"{_pre(word_diff(reference, x['text']))}" for x in rec['reflection']['refined'])
 
+
+# %% ../nbs/42_journey.ipynb #f5930203
 def _headline(k: int, rec: dict) -> str:
     "One line for a question: its gold answer, how many refinements were kept, and where its target came from."
     xs, t = rec['reflection']['refined'], rec.get('target') or {}
@@ -75,6 +77,8 @@ def question_html(k: int, rec: dict) -> str:
             f"<p>Teacher CoT:</p>{_pre(e(ref))}{_attempts_html(rec)}{_refinements_html(rec, ref)}"
             f"<p>Target ({e(t.get('kind') or 'dropped')}: {e(t.get('why') or '')}):</p>{_pre(e(t.get('text') or ''))}</details>")
 
+
+# %% ../nbs/42_journey.ipynb #c344502d
 def journey_html(recs: Sequence[dict], n: int = 20, seed: int = 0, student: str = '') -> str:
     "The journey of `n` questions chosen by `seed` (`pick_questions`): a heading, the legend, one block per question."
     picked = pick_questions(recs, n, seed)

@@ -23,6 +23,8 @@ REFLECT_PROMPT = (
     "{question}\n\nReference solution:\n{reference}\n\nYour earlier attempt (wrong):\n{attempt}")
 NO_ERROR_PROMPT = REFERENCE_PROMPT   # ablation without error exposure: question and reference only
 
+
+# %% ../nbs/12_reflection.ipynb #bc4cb268
 def untagged(text: str) -> str:
     "`text` without its `<think>` tags: a reference or an attempt inside a prompt is content, not a think block."
     return re.sub(r'\s*</?think>\s*', '\n', text).strip()
@@ -52,6 +54,8 @@ def chosen_attempts(rec: dict, choice: str = 'first', n: int = 1) -> list[dict]:
     if choice == 'shortest': wrong = sorted(wrong, key=lambda a: (a.get('finish_reason') == 'length' or a.get('extracted') is None, len(a['text'])))
     return wrong[:n]
 
+
+# %% ../nbs/12_reflection.ipynb #e33381e2
 def reflection_jobs(rec: dict, with_error: bool = True, attempts_per_question: int = 1, attempt_choice: str = 'first') -> list[dict]:
     "The (reference, wrong attempt) pairs of a record to reflect on; none when it lacks a teacher CoT or an error."
     cots = kept_cots(rec)

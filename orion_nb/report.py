@@ -154,8 +154,8 @@ def child_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
-def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, log=print) -> dict:
-    "Execute one pipeline notebook with papermill, render its HTML, return its manifest entry (status 'failed' with the error when it raised)."
+def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, log=print, render: bool = True) -> dict:
+    "Execute one pipeline notebook with papermill, render its HTML (unless not `render`), return its manifest entry (status 'failed' with the error when it raised)."
     import papermill as pm
     name, t0, cpu0 = stage_name(nb), time.time(), child_cpu_seconds()
     out_nb, log_path = run.path/'notebooks'/nb.name, run.path/LOGS/f'{name}.log'
@@ -169,7 +169,7 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
                                 log_output=False, kernel_manager_class=ipc_kernel_manager(log_path))
     except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))
     finally: stop_kernels()
-    html_path = render_html(out_nb, report_dir/f'{name}.html') if out_nb.is_file() else None
+    html_path = (render_html(out_nb, report_dir/f'{name}.html') if render else report_dir/f'{name}.html') if out_nb.is_file() else None
     return dict(entry, seconds=round(time.time() - t0, 2), cpu_seconds=round(child_cpu_seconds() - cpu0, 2),   # the kernel's CPU, its processes' too
                 html=html_path and html_path.name, commit=git_commit())
 
@@ -218,21 +218,36 @@ def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
     return True
 
 # %% ../nbs/50_report.ipynb #cc2e29c3
+def _run_one(nb: Path, keys: dict, stages: dict, run: RunDir, report_dir: Path, force: bool, log) -> bool:
+    "Run stage `nb` unless unchanged (marked running in the manifest first; `stages` updated); whether it ran. Its HTML is left to render."
+    sp, key, name = *keys[nb], stage_name(nb)
+    if not force and _unchanged(stages.get(name, {}), key, report_dir, run.path):
+        log(f'[orion] {name}: unchanged, not redone'); return False
+    stages[name] = dict(key=key, status='running')
+    run.update_manifest(stages=stages)
+    try: stages[name] = run_stage(nb, sp, run, report_dir, key, log, render=False)
+    except BaseException:        # interrupted (Ctrl-C, kill): its kernel is stopped, the stage marked
+        stop_kernels(); stages[name]['status'] = 'interrupted'; run.update_manifest(stages=stages); raise
+    run.update_manifest(stages=stages)
+    return True
+
+
+# %% ../nbs/50_report.ipynb #runstg02
 def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_dir: Path, force: bool, log) -> None:
-    "Run each stage whose key changed (each one with `force`), marked running in the manifest first; `stages` is updated."
-    for nb in nbs:
-        sp, key, name = *keys[nb], stage_name(nb)
-        if not force and _unchanged(stages.get(name, {}), key, report_dir, run.path):
-            log(f'[orion] {name}: unchanged, not redone'); continue
-        stages[name] = dict(key=key, status='running')
-        run.update_manifest(stages=stages)
-        try: stages[name] = run_stage(nb, sp, run, report_dir, key, log)
-        except BaseException:        # interrupted (Ctrl-C, kill): its kernel is stopped, the stage marked
-            stop_kernels(); stages[name]['status'] = 'interrupted'; run.update_manifest(stages=stages); raise
-        run.update_manifest(stages=stages)
-        if stages[name]['status'] == 'failed':
-            write_index(run, report_dir, [stage_name(n) for n in nbs])
-            raise StageFailed(f"stage {name} failed in {stages[name]['error']} (traceback: {run.path/stages[name]['log']})")
+    "Run each stage whose key changed (each one with `force`); `stages` is updated. Each stage's HTML renders in a thread while the next runs."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        renders = []
+        for nb in nbs:
+            if not _run_one(nb, keys, stages, run, report_dir, force, log): continue
+            s = stages[stage_name(nb)]
+            if s.get('html'): renders.append(pool.submit(render_html, run.path/s['notebook'], report_dir/s['html']))
+            if s['status'] == 'failed':
+                for f in renders: f.result()
+                write_index(run, report_dir, [stage_name(n) for n in nbs])
+                raise StageFailed(f"stage {stage_name(nb)} failed in {s['error']} (traceback: {run.path/s['log']})")
+        for f in renders: f.result()   # an error while rendering is raised here
+
 
 # %% ../nbs/50_report.ipynb #4e2b6931
 def _dry_run(nbs: list[Path], keys: dict, declared: dict, resolved: dict, path: Path, log) -> None:

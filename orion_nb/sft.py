@@ -7,6 +7,7 @@ from __future__ import annotations
 import json, os, time
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
+from typing import Sequence
 from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
@@ -367,6 +368,19 @@ def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
     atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
     return None
 
+def _copy_same(out_dir: Path, ingredients: dict, candidates: Sequence) -> dict | None:
+    "The summary of a copy, into the claimed `out_dir`, of the model one of `candidates` made from the same `ingredients`; else None."
+    import shutil
+    key = stable_hash(ingredients)
+    for c in map(Path, candidates):
+        if (c/'cache_key.json').is_file() and json.loads((c/'cache_key.json').read_text())['key'] == key and (c/'model').is_dir():
+            shutil.copytree(c/'model', out_dir/'model', dirs_exist_ok=True)
+            for f in ('trainer_log.jsonl', 'sft_summary.json'): shutil.copy2(c/f, out_dir/f)
+            return {**_summary_of(out_dir, True), 'reused_from': str(c)}
+    return None
+
+
+# %% ../nbs/20_sft.ipynb #wcfg0001
 def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
     "The `orion-sft` config file of this training."
     cfg = out_dir/'sft_config.json'
@@ -408,7 +422,8 @@ def train(model_path,                    # starting model: a local folder or a H
           accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
           ddp_backend: str | None = None,  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
           threads: int = 0,              # CPU threads per training process (0: torch's own choice); part of what the model is made from
-          env: dict | None = None) -> dict:  # more environment for the training, e.g. `CUDA_VISIBLE_DEVICES` (`jobs.gpu_env`)
+          env: dict | None = None,       # more environment for the training, e.g. `CUDA_VISIBLE_DEVICES` (`jobs.gpu_env`)
+          reuse: Sequence = ()) -> dict: # other trainings' folders: one made from the same content is copied, not trained again
     "Fine-tune unless `out_dir` holds a model made from the same content; the summary, with `cached`."
     import subprocess
     from orion_nb.jobs import thread_env
@@ -416,6 +431,7 @@ def train(model_path,                    # starting model: a local folder or a H
     if launcher not in ONE_PROCESS and ddp_backend: params['ddp_backend'] = ddp_backend
     ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config, threads))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
+    if (done := _copy_same(out_dir, ingredients, reuse)) is not None: return done
     cfg, env = _write_config(out_dir, model_path, train_path, params), {**(thread_env(threads) if threads else {}), **(env or {})}
     if launcher == 'forkserver': _run_forked(cfg, env)
     else: subprocess.run(launch_command(launcher, cfg, nproc, accelerate_config), check=True, env={**os.environ, **env})
