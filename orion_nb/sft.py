@@ -345,6 +345,11 @@ def _stale(out_dir: Path, key: str) -> bool:
     f = out_dir/'cache_key.json'
     return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
 
+def _holds(d: Path, key: str) -> bool:
+    "Whether folder `d` holds a finished training (its model and summary) made from the content `key` names."
+    f = d/'cache_key.json'
+    return f.is_file() and json.loads(f.read_text())['key'] == key and (d/'sft_summary.json').is_file() and (d/'model').is_dir()
+
 # %% ../nbs/20_sft.ipynb #99ae7183
 LAUNCH_PARAMS = ('launcher', 'nproc', 'accelerate_config', 'ddp_backend')   # `train`'s launch arguments
 
@@ -364,7 +369,7 @@ def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
     import shutil
     key = stable_hash(ingredients)
     if _stale(out_dir, key): shutil.rmtree(out_dir)
-    if (out_dir/'sft_summary.json').exists() and (out_dir/'model').is_dir(): return _summary_of(out_dir, True)
+    if _holds(out_dir, key): return _summary_of(out_dir, True)
     atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
     return None
 
@@ -373,7 +378,7 @@ def _copy_same(out_dir: Path, ingredients: dict, candidates: Sequence) -> dict |
     import shutil
     key = stable_hash(ingredients)
     for c in map(Path, candidates):
-        if (c/'cache_key.json').is_file() and json.loads((c/'cache_key.json').read_text())['key'] == key and (c/'model').is_dir():
+        if _holds(c, key):
             shutil.copytree(c/'model', out_dir/'model', dirs_exist_ok=True)
             for f in ('trainer_log.jsonl', 'sft_summary.json'): shutil.copy2(c/f, out_dir/f)
             return {**_summary_of(out_dir, True), 'reused_from': str(c)}
