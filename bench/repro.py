@@ -57,23 +57,21 @@ def levers(run_dir: Path, p: dict, d: Path) -> None:
     from orion_nb.jobs import run_jobs
     from orion_nb.sft import train
     run = RunDir(run_dir)
+    params_of = lambda recipe, seed: json.loads((run.file('train', 'run', recipe=recipe, seed=seed)/'sft_summary.json').read_text())['params']
     two = [('orion', 0), ('long_cot', 0)]
     def trainings(tag, workers, threads):
         def one(job):
-            params = json.loads((run.file('train', 'run', recipe=job[0], seed=job[1])/'sft_summary.json').read_text())['params']
-            return train(run.student(), run.file('recipes', 'examples', recipe=job[0]), d/tag/f'{job[0]}_{job[1]}', params, threads=threads)
+            return train(run.student(), run.file('recipes', 'examples', recipe=job[0]), d/tag/f'{job[0]}_{job[1]}', params_of(*job), threads=threads)
         return lambda: run_jobs(one, two, workers, threads, 'thread')
     print(f"speedup_parallel_train: {timed(trainings('serial', 1, 2)) / timed(trainings('parallel', 2, 1)):.2f}")
     def training(tag, **change):
-        params = json.loads((run.file('train', 'run', recipe='orion', seed=0)/'sft_summary.json').read_text())['params']
-        return lambda: train(run.student(), run.file('recipes', 'examples', recipe='orion'), d/tag, {**params, **change}, threads=1)
+        return lambda: train(run.student(), run.file('recipes', 'examples', recipe='orion'), d/tag, {**params_of('orion', 0), **change}, threads=1)
     print(f"speedup_no_grad_checkpointing: {timed(training('gc_on', gradient_checkpointing='on')) / timed(training('gc_off', gradient_checkpointing='off')):.2f}")
     if p.get('sft_precision') == 'bf16':
         print(f"speedup_bf16: {timed(training('fp32', precision='fp32')) / timed(training('bf16', precision='bf16')):.2f}")
     if p.get('sft_launcher') == 'forkserver':
         def launched(launcher):
-            params = lambda s: json.loads((run.file('train', 'run', recipe='short_cot', seed=s)/'sft_summary.json').read_text())['params']
-            return lambda: [train(run.student(), run.file('recipes', 'examples', recipe='short_cot'), d/launcher/str(s), params(s),
+            return lambda: [train(run.student(), run.file('recipes', 'examples', recipe='short_cot'), d/launcher/str(s), params_of('short_cot', s),
                                   launcher=launcher, threads=1) for s in (0, 1)]
         print(f"speedup_forkserver: {timed(launched('python')) / timed(launched('forkserver')):.2f}")
     if p.get('gen_shards', 1) > 1:
