@@ -345,6 +345,8 @@ def _stale(out_dir: Path, key: str) -> bool:
     f = out_dir/'cache_key.json'
     return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
 
+
+# %% ../nbs/20_sft.ipynb #holds001
 def _holds(d: Path, key: str) -> bool:
     "Whether folder `d` holds a finished training (its model and summary) made from the content `key` names."
     f = d/'cache_key.json'
