@@ -78,7 +78,7 @@ def _wrap(tok):
     from transformers import PreTrainedTokenizerFast
     out = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|im_end|>', pad_token='<|endoftext|>',
                                   additional_special_tokens=['<|im_start|>', '<|im_end|>'],
-                                  clean_up_tokenization_spaces=False, model_max_length=1024)
+                                  clean_up_tokenization_spaces=False, model_max_length=2048)
     out.chat_template = CHAT_TEMPLATE
     return out
 

@@ -5,6 +5,7 @@
 # %% ../nbs/06_student.ipynb #eeb44679
 from __future__ import annotations
 import json, math, os, random, shutil, time
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -12,37 +13,36 @@ from fastcore.basics import patch
 from .core import atomic_write_text, code_hash, progress_bar, set_seed, stable_hash
 from . import world
 from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_model, load_model,
-                             load_tokenizer, solve_messages, reference_messages, n_params)
+                             load_tokenizer, solve_messages, n_params)
+from .instruct import DEFAULT_MIX, check_mix, instruct_example, instruct_texts
 
 # %% auto #0
 __all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'BUILT', 'StudentRecipe', 'student_problems', 'student_conversations',
-           'tokenize_conversations', 'train_lm', 'generate_solutions', 'solve_accuracy', 'student_path', 'student_info',
-           'build_student', 'load_student']
+           'tokenize_conversations', 'completion_loss', 'train_lm', 'generate_solutions', 'solve_accuracy',
+           'student_path', 'student_info', 'build_student', 'load_student']
 
 # %% ../nbs/06_student.ipynb #5f40d592
-STUDENT_SIZES = {**TINY, 'initializer_range': 0.08}   # TINY, initialised wider (see the measurements)
+STUDENT_SIZES = {**TINY, 'initializer_range': 0.08, 'max_position_embeddings': 2048}   # TINY, wider init, 2,048 positions
 
 # %% ../nbs/06_student.ipynb #96267448
 @dataclass
 class StudentRecipe:
     "Everything that decides the base student; its hash names the cache folder."
     seed: int = 0                      # seeds the world sample, the initialisation and the batch order
-    n_problems: int = 26000            # distinct world train problems to learn from (one pass at 800 x 32)
+    n_problems: int = 12800            # distinct world train problems, one example each (one pass at 400 x 32)
     levels: tuple = (1, 2, 3, 4, 5)    # world levels drawn
-    p_cot: float = 0.1                 # share of *solve* examples whose target is a teacher trace
-    p_reference: float = 0.1           # share of examples in the *reference* form
-    p_reference_cot: float = 0.5       # of those, the share whose reference is a teacher trace (else a short solution)
+    mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))   # task -> share of examples (`instruct.TASKS`)
     sizes: dict = field(default_factory=lambda: dict(STUDENT_SIZES))  # Qwen2Config fields
     vocab_size: int = 1024             # tokenizer size cap
-    tokenizer_problems: int = 1000     # problems whose texts train the tokenizer
-    steps: int = 800                   # optimiser steps
+    tokenizer_problems: int = 1000     # problems whose texts (and whose instruction mix) train the tokenizer
+    steps: int = 400                   # optimiser steps
     batch_size: int = 32               # examples per step
     lr: float = 5e-3                   # peak learning rate (AdamW), linear warm-up then cosine to 10 %
     warmup: int = 50                   # warm-up steps
     weight_decay: float = 0.01         # AdamW weight decay
-    max_len: int = 768                 # longer examples are dropped
+    max_len: int = 2048                # longer examples are dropped (counted in `student.json`)
     eval_n: int = 200                  # problems per split measured after training (0: none)
-    version: int = 1                   # bump when the recipe's code changes meaning
+    version: int = 2                   # bump when the recipe's code changes meaning (2: the instruction mix)
 
 # %% ../nbs/06_student.ipynb #962bb1d5
 @patch
@@ -58,32 +58,30 @@ def student_problems(recipe: StudentRecipe) -> list[dict]:
     return world.generate(recipe.n_problems, 'train', seed=recipe.seed + STUDENT_SEED_OFFSET, levels=recipe.levels)
 
 # %% ../nbs/06_student.ipynb #2e319b9a
-def _student_chat(p: dict, rng: random.Random, recipe: StudentRecipe) -> list[dict]:
-    "The chat of world problem `p`, in an instruction form drawn from `rng` with the shares `recipe` gives."
-    q, short = p['question'], p['solution']
-    cot = lambda j: world.teacher_cot(q, seed=j)
-    if rng.random() < recipe.p_reference:
-        if rng.random() < recipe.p_reference_cot: return reference_messages(q, cot(0), cot(1))
-        return reference_messages(q, short, short)
-    if rng.random() < recipe.p_cot: return solve_messages(q, cot(0))
-    return solve_messages(q, short)
+def _student_chat(p: dict, rng: random.Random, recipe: StudentRecipe, pool: list[dict]) -> list[dict]:
+    "The chat of world problem `p`: a task drawn by `recipe.mix` (`instruct.instruct_example`), other texts from `pool`."
+    return instruct_example(p, rng, pool, check_mix(recipe.mix))['messages']
 
 # %% ../nbs/06_student.ipynb #cd53ef11
 def student_conversations(recipe: StudentRecipe, problems: list[dict] | None = None) -> list[list[dict]]:
-    "One chat (messages) per world problem of `recipe`, in the mix of instruction forms it asks for."
+    "One chat (messages) per world problem of `recipe`, tasks drawn by its mix, other texts from the same problems."
     rng = random.Random(f'student-{recipe.seed}')
     probs = problems if problems is not None else student_problems(recipe)
-    return [_student_chat(p, rng, recipe) for p in probs]
+    return [_student_chat(p, rng, recipe, probs) for p in probs]
 
 # %% ../nbs/06_student.ipynb #47a87a76
-def tokenize_conversations(tokenizer, convs: list[list[dict]], max_len: int = 768) -> list[tuple[list[int], int]]:
-    "`(input_ids, prompt_length)` per chat, dropping chats longer than `max_len` tokens."
+def _tokenize_chunk(tokenizer, convs: list[list[dict]], max_len: int) -> list[tuple[array, int]]:
+    "`tokenize_conversations` of one chunk of chats."
     full = [tokenizer.apply_chat_template(c, tokenize=False) for c in convs]
     prompts = [tokenizer.apply_chat_template(c[:-1], tokenize=False, add_generation_prompt=True) for c in convs]
     assert all(f.startswith(p) for f, p in zip(full, prompts)), 'the rendered prompt must prefix the rendered chat'
     ids = tokenizer(full, add_special_tokens=False)['input_ids']
     plen = [len(x) for x in tokenizer(prompts, add_special_tokens=False)['input_ids']]
-    return [(x, p) for x, p in zip(ids, plen) if len(x) <= max_len]
+    return [(array('i', x), p) for x, p in zip(ids, plen) if len(x) <= max_len]
+
+def tokenize_conversations(tokenizer, convs: list[list[dict]], max_len: int = 2048, chunk: int = 2000) -> list[tuple[array, int]]:
+    "`(input_ids, prompt_length)` per chat (ids a compact int32 `array`), dropping chats longer than `max_len` tokens."
+    return [e for i in range(0, len(convs), chunk) for e in _tokenize_chunk(tokenizer, convs[i:i + chunk], max_len)]
 
 # %% ../nbs/06_student.ipynb #57558cbd
 def _epoch(examples, batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -105,7 +103,8 @@ def _pad(examples, b: list[int], pad_id: int):
     att = torch.zeros((len(b), L), dtype=torch.long)
     for j, i in enumerate(b):
         x, p = examples[i]; n = len(x)
-        ids[j, :n] = torch.tensor(x); att[j, :n] = 1; lab[j, p:n] = torch.tensor(x[p:])
+        x = torch.frombuffer(x, dtype=torch.int32) if isinstance(x, array) else torch.tensor(x)
+        ids[j, :n] = x; att[j, :n] = 1; lab[j, p:n] = x[p:]
     return ids, att, lab
 
 def _batches(examples, batch_size: int, rng: random.Random, pad_id: int):
@@ -154,12 +153,18 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     "The learning rate of `step` (0-based) of `steps`: linear warm-up over `warmup` steps times a cosine from `lr` to 10 %."
     return lr * min(1.0, (step + 1) / max(warmup, 1)) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
 
+def completion_loss(model, ids, att, lab):
+    "The causal LM loss of `lab` (-100: ignored), with the output layer run on the labelled positions only (not the prompts)."
+    import torch
+    h = model.model(input_ids=ids, attention_mask=att).last_hidden_state[:, :-1]
+    y = lab[:, 1:]; keep = y != -100
+    return torch.nn.functional.cross_entropy(model.lm_head(h[keep]).float(), y[keep])
+
 def _train_step(model, opt, batch, lr: float) -> float:
     "One optimiser step on `batch` at learning rate `lr`, the gradient norm clipped at 1; its loss."
     import torch
     for g in opt.param_groups: g['lr'] = lr
-    ids, att, lab = batch
-    loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+    loss = completion_loss(model, *batch)
     loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
     return loss.item()
 
@@ -175,7 +180,8 @@ def _training(model, threads):
     model.eval()
 
 # %% ../nbs/06_student.ipynb #2e5e4805
-def _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress) -> list[float]:
+def _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress,
+                snapshot=None, snapshot_every: int = 0) -> list[float]:
     "`train_lm`'s loop: AdamW on seeded length-grouped batches, each step on the thread count `picker` chooses; the losses."
     import torch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
@@ -185,6 +191,7 @@ def _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_d
             picker.before(step); t0 = time.perf_counter(); batch = next(batches)
             losses.append(_train_step(model, opt, batch, _lr_at(step, steps, lr, warmup)))
             picker.after(step, (time.perf_counter() - t0) / batch[0].numel())
+            if snapshot and snapshot_every and (step + 1) % snapshot_every == 0: snapshot(step + 1, model)
             if step % 20 == 0: bar.set_postfix(loss=f'{sum(losses[-20:]) / len(losses[-20:]):.3f}', threads=picker.cur)
     return losses
 
@@ -199,11 +206,14 @@ def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_
              seed: int = 0,                  # seeds the batch order
              threads: int | str = 'auto',    # torch threads; 'auto': re-time 1 and torch's count now and then, keep the faster
              progress: bool = True,          # show a tqdm bar with the loss
-             stats: dict | None = None       # if given, gets `threads`: the steps run with each thread count
+             stats: dict | None = None,      # if given, gets `threads`: the steps run with each thread count
+             snapshot=None,                  # `snapshot(step, model)` is called every `snapshot_every` steps (e.g. to save it)
+             snapshot_every: int = 0         # 0: never
             ) -> list[float]:
     "Train `model` in place on the completions of `examples`; return the loss of each step."
     with _training(model, threads) as picker:
-        losses = _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress)
+        losses = _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress,
+                              snapshot, snapshot_every)
     if stats is not None: stats['threads'] = dict(picker.steps_at)
     return losses
 
@@ -263,7 +273,8 @@ def student_info(path: str | os.PathLike) -> dict:
 # %% ../nbs/06_student.ipynb #577f496f
 def _student_data(recipe: StudentRecipe) -> tuple:
     "`(tokenizer, problems, examples)` of `recipe`: a tokenizer trained on world texts, the problems, their tokenized chats."
-    tok = train_tokenizer(tokenizer_corpus(recipe.tokenizer_problems, recipe.seed), recipe.vocab_size)
+    texts = tokenizer_corpus(recipe.tokenizer_problems, recipe.seed) + instruct_texts(recipe.tokenizer_problems // 2, recipe.seed)
+    tok = train_tokenizer(texts, recipe.vocab_size)
     probs = student_problems(recipe)
     return tok, probs, tokenize_conversations(tok, student_conversations(recipe, probs), recipe.max_len)
 
@@ -280,7 +291,7 @@ def _student_eval(model, tok, recipe: StudentRecipe, seen: set, progress: bool) 
     return evals
 
 # %% ../nbs/06_student.ipynb #e5b3f568
-def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool) -> tuple:
+def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, snapshot=None, snapshot_every: int = 0) -> tuple:
     "`(model, tokenizer, info)`: the student of `recipe` trained and measured; `info` is its `student.json` record."
     t0 = time.time()
     set_seed(recipe.seed)
@@ -288,10 +299,11 @@ def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool) -> 
     t_data = time.time() - t0
     model, stats = make_model(tok, recipe.sizes, seed=recipe.seed), {}
     losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr,
-                      recipe.warmup, recipe.weight_decay, recipe.seed, threads, progress, stats)
+                      recipe.warmup, recipe.weight_decay, recipe.seed, threads, progress, stats,
+                      snapshot and (lambda k, m: snapshot(k, m, tok)), snapshot_every)
     t_train = time.time() - t0 - t_data
     evals = _student_eval(model, tok, recipe, {p['id'] for p in probs}, progress)
-    info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples),
+    info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples), dropped=len(probs) - len(examples),
                 tokens=sum(len(x) for x, _ in examples), vocab=len(tok), losses=[round(l, 4) for l in losses],
                 final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
                 seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
@@ -318,6 +330,7 @@ def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where bui
                   recipe: StudentRecipe | None = None,             # the recipe (default `StudentRecipe()`)
                   progress: bool = True,                           # show tqdm bars
                   threads: int | str = 'auto',                     # torch threads while training (see `train_lm`)
+                  snapshot_every: int = 0,                         # save the model every so many steps (0: never) into `<folder>.snapshots/`
                   **overrides                                      # recipe fields to change, e.g. `seed=1`
                  ) -> Path:
     "Train the base student for `recipe` (once) and return its folder; later calls return the cached folder."
@@ -325,7 +338,8 @@ def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where bui
     recipe = StudentRecipe(**{**asdict(recipe or StudentRecipe()), **overrides})
     path = student_path(cache_dir, recipe)
     if (path / 'student.json').exists(): return path
-    model, tok, info = _make_student(recipe, threads, progress)
+    snap = lambda k, m, tok: save_model(m, tok, path.with_name(path.name + '.snapshots') / f'step-{k}')
+    model, tok, info = _make_student(recipe, threads, progress, snap, snapshot_every)
     return _save_student(model, tok, info, path)
 
 def load_student(cache_dir: str | os.PathLike = '.cache/orion_nb', recipe: StudentRecipe | None = None, **overrides):
