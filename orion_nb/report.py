@@ -36,10 +36,14 @@ def declared_parameters(nb: Path) -> dict:
     return got
 
 # %% ../nbs/50_report.ipynb #36a07eb6
+def _local(k: str, v, base: Path) -> bool:
+    "Whether `v` names a local path: a path parameter's value, or a model parameter's value that exists under `base`."
+    if not (isinstance(v, str) and v): return False
+    return k.endswith(PATH_SUFFIXES) or (k in MODEL_PARAMS and (v.startswith(('.', '/', '~')) or (base/v).exists()))
+
 def _resolve(params: dict, base: Path) -> dict:
-    "Make path parameters (`*_dir`, `*_path`, `*_config`) absolute against `base`."
-    return {k: str((base/v).resolve()) if (k.endswith(PATH_SUFFIXES) and isinstance(v, str) and v) else v
-            for k, v in params.items()}
+    "Make path parameters (`*_dir`, `*_path`, `*_config`) and local model folders absolute against `base` (Hub ids stay)."
+    return {k: str((base/v).expanduser().resolve()) if _local(k, v, base) else v for k, v in params.items()}
 
 def stage_name(nb: Path) -> str: return nb.stem
 
