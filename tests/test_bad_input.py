@@ -58,6 +58,7 @@ PARAMS = [
     ({'reflect_attempt': ' longest'}, r"parameter 'reflect_attempt': 'longest' not allowed; choose from first, shortest"),
     ({'form_boxes': ' two'}, r"parameter 'form_boxes': 'two' not allowed; choose from last, one"),
     ({'journey_n': ' -1'}, r"parameter 'journey_n': -1 out of range; must be >= 0"),
+    ({'student_gates': ' ignore'}, r"parameter 'student_gates': 'ignore' not allowed; choose from require, report"),
     ({'exposure_temprature': ' 0.8'}, r"unknown parameter 'exposure_temprature' \(did you mean 'exposure_temperature'\?\)"),
 ]
 
