@@ -1,4 +1,4 @@
-"The base student: built with small settings, cached and reloaded, reproducible; the default recipe lands in the 20-60 % band."
+"The base student: built with small settings, cached and reloaded, reproducible; its instruction mix holds out the reflection task; the shipped student keeps its hash and gates."
 import json, os, re, sys, time
 from pathlib import Path
 import pytest
