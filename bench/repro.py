@@ -110,7 +110,7 @@ def main():
         from orion_nb.student import StudentRecipe, student_path
         print(f"student_cached: {(student_path(cache, StudentRecipe(seed=p.get('world_seed', 0)))/'student.json').is_file()}")
     elif (ROOT/p['student']/'student.json').is_file():   # a shipped student: checked by hash and gates, never rebuilt
-        from orion_nb.gates import verify_student
+        from orion_nb.student import verify_student
         print(f"student_shipped_sha256: {verify_student(ROOT/p['student'], p.get('student_gates', 'require'))['sha256'][:16]}")
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -55,7 +55,7 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
            'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
            'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS'),
-           'student_gates': ('orion_nb.gates', 'GATE_POLICIES')}
+           'student_gates': ('orion_nb.student', 'GATE_POLICIES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',

@@ -17,9 +17,10 @@ from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_m
 from .instruct import DEFAULT_MIX, check_mix, instruct_example, instruct_texts
 
 # %% auto #0
-__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'BUILT', 'StudentRecipe', 'student_problems', 'student_conversations',
-           'tokenize_conversations', 'completion_loss', 'train_lm', 'generate_solutions', 'solve_accuracy',
-           'student_path', 'student_info', 'build_student', 'load_student']
+__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'BUILT', 'SHIPPED', 'BUILD_COMMAND', 'GATE_POLICIES', 'StudentRecipe',
+           'student_problems', 'student_conversations', 'tokenize_conversations', 'completion_loss', 'train_lm',
+           'generate_solutions', 'solve_accuracy', 'student_path', 'student_info', 'build_student', 'load_student',
+           'folder_hash', 'verify_student']
 
 # %% ../nbs/06_student.ipynb #5f40d592
 STUDENT_SIZES = {**TINY, 'initializer_range': 0.08, 'max_position_embeddings': 2048}   # TINY, wider init, 2,048 positions
@@ -346,3 +347,31 @@ def load_student(cache_dir: str | os.PathLike = '.cache/orion_nb', recipe: Stude
     "`(model, tokenizer)` of the base student, built first if it is not cached."
     path = build_student(cache_dir, recipe, **overrides)
     return load_model(path), load_tokenizer(path)
+
+# %% ../nbs/06_student.ipynb #ship0cd1
+SHIPPED = 'models/orion-tiny-instruct'     # the shipped student, relative to the repository root
+BUILD_COMMAND = 'make student'
+GATE_POLICIES = ('require', 'report')      # a shipped student that failed a gate: refused, or loaded (its report says which failed)
+
+def folder_hash(path) -> str:
+    "SHA-256 over the names and bytes of every file of a model folder but its `student.json` (weights, config, tokenizer, chat template)."
+    import hashlib
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).iterdir() if p.is_file() and p.name != 'student.json'):
+        h.update(f.name.encode()); h.update(f.read_bytes())
+    return h.hexdigest()
+
+# %% ../nbs/06_student.ipynb #ship0cd2
+def verify_student(path, gates: str = 'require') -> dict:
+    "The `student.json` of a shipped student after checking its files' hash and (`gates`: `GATE_POLICIES`) its stored gates; a folder without a hash passes as it is."
+    if gates not in GATE_POLICIES: raise ValueError(f'student_gates must be one of {GATE_POLICIES}, not {gates!r}')
+    f = Path(path) / 'student.json'
+    info = json.loads(f.read_text()) if f.exists() else {}
+    if 'sha256' not in info: return info
+    if (h := folder_hash(path)) != info['sha256']:
+        raise ValueError(f"{path}: its files hash to {h[:16]}..., student.json says {info['sha256'][:16]}...: the folder "
+                         f"changed since it was built; restore it (git checkout) or rebuild it ({info.get('command', BUILD_COMMAND)})")
+    if gates == 'require' and not info.get('gates', {}).get('passed'):
+        bad = [k for k, g in info.get('gates', {}).get('gates', {}).items() if not g['passed']]
+        raise ValueError(f'{path}: the student failed its capability gates {bad} when built (student.json "gates")')
+    return info
