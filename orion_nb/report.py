@@ -374,12 +374,17 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/50_report.ipynb #bbf8f51d
+def _interrupts() -> dict:
+    "Make Ctrl-C and `kill` raise `KeyboardInterrupt` at once, the running stage's kernel then stopped; the handlers they replaced."
+    import signal   # SIGINT too: under asyncio's runner (papermill's) a default Ctrl-C only cancels a task, which a stage can outlive
+    def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
+    return {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+
 def main(argv=None):
     "The `orion` command."
     a = _parser().parse_args(argv)
     import signal
-    def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
-    signal.signal(signal.SIGTERM, _interrupt)       # `kill`: like Ctrl-C, the running stage's kernel is stopped first
+    old = _interrupts()
     try:
         if a.cmd == 'export':
             from orion_nb.export import cli_export   # 48_export: imported when asked for, so `orion run` starts as before
@@ -390,6 +395,8 @@ def main(argv=None):
     except KeyboardInterrupt as e: print(f'orion: interrupted ({e or "SIGINT"}); rerun to resume', file=sys.stderr); return 130
     except (ValueError, FileNotFoundError) as e:
         print(f'orion: {e}', file=sys.stderr); return 2
+    finally:
+        for sig, h in old.items(): signal.signal(sig, h)
 
 def _check_files(paths, nb_dir) -> int:
     "`orion check`: every problem of every file on stderr (2 when there is one), 'ok' for each good file."

@@ -77,7 +77,8 @@ def test_shipped_student_hash_and_gates():
     """The shipped student (models/orion-tiny-instruct) matches the hash in its student.json, and its gates, measured
     again here on the same held-out probes, land where its build put them: same values (within 0.03), same verdicts.
     It is refused under student_gates 'require' exactly when a gate failed at build time."""
-    from orion_nb.gates import SHIPPED, verify_student, measure_gates
+    from orion_nb.gates import measure_gates
+    from orion_nb.student import SHIPPED, verify_student
     path = ROOT / SHIPPED
     info = verify_student(path, 'report')
     stored = info['gates']
