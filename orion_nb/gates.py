@@ -90,8 +90,8 @@ def measure_gates(path,                        # the student's folder (or a load
                 max_new_tokens=max_new_tokens), measured=vals)
 
 # %% ../nbs/17_gates.ipynb #82b56d03
-SHIP_RECIPE = dict(n_problems=192_000, steps=6000, batch_size=32, lr=4e-3, warmup=200,
-                   sizes={**STUDENT_SIZES, 'num_key_value_heads': 4})   # `StudentRecipe` fields; the rest are its defaults
+SHIP_RECIPE = dict(n_problems=112_000, steps=3500, batch_size=32, lr=4e-3, warmup=200, pretrain_steps=1000, pretrain_lr=2e-3,
+                   sizes={**STUDENT_SIZES, 'num_key_value_heads': 4, 'initializer_range': 0.02})   # `StudentRecipe` fields; the rest are its defaults
 
 # %% ../nbs/17_gates.ipynb #8503b567
 def choose_snapshot(gates: dict) -> int:

@@ -17,10 +17,10 @@ from .models import (TINY, train_tokenizer, tokenizer_corpus, make_model, save_m
 from .instruct import DEFAULT_MIX, check_mix, instruct_example, instruct_texts
 
 # %% auto #0
-__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'BUILT', 'SHIPPED', 'BUILD_COMMAND', 'GATE_POLICIES', 'StudentRecipe',
-           'student_problems', 'student_conversations', 'tokenize_conversations', 'completion_loss', 'train_lm',
-           'generate_solutions', 'solve_accuracy', 'student_path', 'student_info', 'build_student', 'load_student',
-           'folder_hash', 'verify_student']
+__all__ = ['STUDENT_SIZES', 'STUDENT_SEED_OFFSET', 'PRETRAIN_LEN', 'PRETRAIN_SPAN', 'BUILT', 'SHIPPED', 'BUILD_COMMAND',
+           'GATE_POLICIES', 'StudentRecipe', 'student_problems', 'student_conversations', 'tokenize_conversations',
+           'completion_loss', 'train_lm', 'copy_pretraining', 'copy_accuracy', 'generate_solutions', 'solve_accuracy',
+           'student_path', 'student_info', 'build_student', 'load_student', 'folder_hash', 'verify_student']
 
 # %% ../nbs/06_student.ipynb #5f40d592
 STUDENT_SIZES = {**TINY, 'initializer_range': 0.08, 'max_position_embeddings': 2048}   # TINY, wider init, 2,048 positions
@@ -36,7 +36,10 @@ class StudentRecipe:
     sizes: dict = field(default_factory=lambda: dict(STUDENT_SIZES))  # Qwen2Config fields
     vocab_size: int = 1024             # tokenizer size cap
     tokenizer_problems: int = 1000     # problems whose texts (and whose instruction mix) train the tokenizer
-    steps: int = 400                   # optimiser steps
+    pretrain_steps: int = 0            # copy-pretraining steps before the mix (`copy_pretraining`; 0: none)
+    pretrain_lr: float = 1e-3          # their peak learning rate
+    pretrain_warmup: int = 50          # their warm-up steps
+    steps: int = 400                   # optimiser steps on the mix
     batch_size: int = 32               # examples per step
     lr: float = 5e-3                   # peak learning rate (AdamW), linear warm-up then cosine to 10 %
     warmup: int = 50                   # warm-up steps
@@ -218,6 +221,33 @@ def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_
     if stats is not None: stats['threads'] = dict(picker.steps_at)
     return losses
 
+# %% ../nbs/06_student.ipynb #fb380531
+PRETRAIN_LEN = 256          # tokens per copy-pretraining sequence
+PRETRAIN_SPAN = (4, 30)     # the repeated sequence's length range
+
+def _ordinary_ids(tokenizer) -> list[int]:
+    "The token ids that are neither special nor added (chat markers, think tags)."
+    special = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    return [i for i in range(len(tokenizer)) if i not in special]
+
+def copy_pretraining(tokenizer, n: int, length: int = PRETRAIN_LEN, seed: int = 0) -> list[tuple[array, int]]:
+    "`n` examples `(input_ids, prompt_length)`: random ordinary token ids repeated to `length`, the first copy as prompt."
+    rng, ids, out = random.Random(f'copy-pretraining-{seed}'), _ordinary_ids(tokenizer), []
+    for _ in range(n):
+        x = rng.choices(ids, k=rng.randint(*PRETRAIN_SPAN))
+        out.append((array('i', (x * (length // len(x) + 1))[:length]), len(x)))
+    return out
+
+# %% ../nbs/06_student.ipynb #67323784
+def copy_accuracy(model, tokenizer, n: int = 64, span: int = 20, seed: int = 0) -> float:
+    "Greedy next-token accuracy on the second copy of `n` random `span`-token sequences: how well `model` copies from its context."
+    import torch
+    rng, ids = random.Random(f'copy-probe-{seed}'), _ordinary_ids(tokenizer)
+    x = torch.tensor([rng.choices(ids, k=span) for _ in range(n)]).repeat(1, 2)
+    model.eval()
+    with torch.no_grad(): pred = model(x).logits[:, span - 1:-1].argmax(-1)
+    return round((pred == x[:, span:]).float().mean().item(), 4)
+
 # %% ../nbs/06_student.ipynb #3934b34d
 def _solve_batch(model, tokenizer, questions: list[str], max_new_tokens: int, temperature: float, template: str) -> list[str]:
     "The model's answers to `questions` in the *solve* form from one `model.generate` call (the tokenizer pads as it is set)."
@@ -292,6 +322,13 @@ def _student_eval(model, tok, recipe: StudentRecipe, seen: set, progress: bool) 
     return evals
 
 # %% ../nbs/06_student.ipynb #e5b3f568
+def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> list[float]:
+    "Copy-pretrain `model` for `recipe.pretrain_steps` (none when 0); the step losses."
+    if not recipe.pretrain_steps: return []
+    exs = copy_pretraining(tok, recipe.pretrain_steps * recipe.batch_size, seed=recipe.seed)
+    return train_lm(model, exs, tok.pad_token_id, recipe.pretrain_steps, recipe.batch_size, recipe.pretrain_lr,
+                    recipe.pretrain_warmup, recipe.weight_decay, recipe.seed, threads, progress)
+
 def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, snapshot=None, snapshot_every: int = 0) -> tuple:
     "`(model, tokenizer, info)`: the student of `recipe` trained and measured; `info` is its `student.json` record."
     t0 = time.time()
@@ -299,14 +336,17 @@ def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, sna
     tok, probs, examples = _student_data(recipe)
     t_data = time.time() - t0
     model, stats = make_model(tok, recipe.sizes, seed=recipe.seed), {}
+    pre = _pretrain(model, tok, recipe, threads, progress)
+    copying = copy_accuracy(model, tok)
     losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr,
                       recipe.warmup, recipe.weight_decay, recipe.seed, threads, progress, stats,
                       snapshot and (lambda k, m: snapshot(k, m, tok)), snapshot_every)
     t_train = time.time() - t0 - t_data
     evals = _student_eval(model, tok, recipe, {p['id'] for p in probs}, progress)
     info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples), dropped=len(probs) - len(examples),
-                tokens=sum(len(x) for x, _ in examples), vocab=len(tok), losses=[round(l, 4) for l in losses],
-                final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
+                tokens=sum(len(x) for x, _ in examples), vocab=len(tok), pretrain_losses=[round(l, 4) for l in pre],
+                losses=[round(l, 4) for l in losses], final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
+                copying=dict(pretrained=copying, built=copy_accuracy(model, tok)),
                 seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
                              eval=round(time.time() - t0 - t_data - t_train, 1), total=round(time.time() - t0, 1)),
                 threads=dict(setting=threads, steps=stats['threads']))
