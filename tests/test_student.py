@@ -10,7 +10,7 @@ from orion_nb.models import load_model, load_tokenizer, n_params
 from orion_nb.student import (StudentRecipe, build_student, student_info, student_path, load_student, solve_accuracy,
                               student_conversations)
 
-TOY = dict(n_problems=300, steps=40, batch_size=8, tokenizer_problems=100, eval_n=10,
+TOY = dict(n_problems=300, steps=40, batch_size=8, tokenizer_problems=100, eval_n=10, pretrain_steps=5,
            sizes=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
 
 
@@ -35,10 +35,11 @@ def test_small_student_is_cached_and_reloads(tmp_path):
 
 
 def test_student_is_reproducible(tmp_path):
-    "The same recipe built twice (in two cache folders) gives the same weights and losses."
+    "The same recipe built twice (in two cache folders) gives the same weights and losses, copy pretraining's included."
     import torch
     a, b = build_student(tmp_path/'a', progress=False, **TOY), build_student(tmp_path/'b', progress=False, **TOY)
-    assert student_info(a)['losses'] == student_info(b)['losses']
+    assert student_info(a)['losses'] == student_info(b)['losses'] and len(student_info(a)['pretrain_losses']) == 5
+    assert student_info(a)['pretrain_losses'] == student_info(b)['pretrain_losses']
     sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
