@@ -216,8 +216,7 @@ def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_
             ) -> list[float]:
     "Train `model` in place on the completions of `examples`; return the loss of each step."
     with _training(model, threads) as picker:
-        losses = _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress,
-                              snapshot, snapshot_every)
+        losses = _train_loop(model, examples, pad_id, steps, batch_size, lr, warmup, weight_decay, seed, picker, progress, snapshot, snapshot_every)
     if stats is not None: stats['threads'] = dict(picker.steps_at)
     return losses
 
@@ -321,14 +320,15 @@ def _student_eval(model, tok, recipe: StudentRecipe, seen: set, progress: bool) 
                         'seen_in_training': round(sum(r['id'] in seen for r in recs) / len(recs), 3)}
     return evals
 
-# %% ../nbs/06_student.ipynb #e5b3f568
-def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> list[float]:
-    "Copy-pretrain `model` for `recipe.pretrain_steps` (none when 0); the step losses."
-    if not recipe.pretrain_steps: return []
+# %% ../nbs/06_student.ipynb #pretr0c1
+def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> tuple[list[float], float]:
+    "Copy-pretrain `model` for `recipe.pretrain_steps` (none when 0): the step losses and its `copy_accuracy` after."
     exs = copy_pretraining(tok, recipe.pretrain_steps * recipe.batch_size, seed=recipe.seed)
-    return train_lm(model, exs, tok.pad_token_id, recipe.pretrain_steps, recipe.batch_size, recipe.pretrain_lr,
-                    recipe.pretrain_warmup, recipe.weight_decay, recipe.seed, threads, progress)
+    pre = recipe.pretrain_steps and train_lm(model, exs, tok.pad_token_id, recipe.pretrain_steps, recipe.batch_size, recipe.pretrain_lr,
+                                             recipe.pretrain_warmup, recipe.weight_decay, recipe.seed, threads, progress)
+    return pre or [], copy_accuracy(model, tok)
 
+# %% ../nbs/06_student.ipynb #e5b3f568
 def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, snapshot=None, snapshot_every: int = 0) -> tuple:
     "`(model, tokenizer, info)`: the student of `recipe` trained and measured; `info` is its `student.json` record."
     t0 = time.time()
@@ -336,19 +336,16 @@ def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, sna
     tok, probs, examples = _student_data(recipe)
     t_data = time.time() - t0
     model, stats = make_model(tok, recipe.sizes, seed=recipe.seed), {}
-    pre = _pretrain(model, tok, recipe, threads, progress)
-    copying = copy_accuracy(model, tok)
-    losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr,
-                      recipe.warmup, recipe.weight_decay, recipe.seed, threads, progress, stats,
-                      snapshot and (lambda k, m: snapshot(k, m, tok)), snapshot_every)
+    pre, copying = _pretrain(model, tok, recipe, threads, progress)
+    losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr, recipe.warmup, recipe.weight_decay,
+                      recipe.seed, threads, progress, stats, snapshot and (lambda k, m: snapshot(k, m, tok)), snapshot_every)
     t_train = time.time() - t0 - t_data
     evals = _student_eval(model, tok, recipe, {p['id'] for p in probs}, progress)
     info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples), dropped=len(probs) - len(examples),
                 tokens=sum(len(x) for x, _ in examples), vocab=len(tok), pretrain_losses=[round(l, 4) for l in pre],
                 losses=[round(l, 4) for l in losses], final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
-                copying=dict(pretrained=copying, built=copy_accuracy(model, tok)),
-                seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
-                             eval=round(time.time() - t0 - t_data - t_train, 1), total=round(time.time() - t0, 1)),
+                copying=dict(pretrained=copying, built=copy_accuracy(model, tok)), seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
+                eval=round(time.time() - t0 - t_data - t_train, 1), total=round(time.time() - t0, 1)),
                 threads=dict(setting=threads, steps=stats['threads']))
     return model, tok, info
 
