@@ -324,9 +324,9 @@ def _student_eval(model, tok, recipe: StudentRecipe, seen: set, progress: bool) 
 def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> tuple[list[float], float]:
     "Copy-pretrain `model` for `recipe.pretrain_steps` (none when 0): the step losses and its `copy_accuracy` after."
     exs = copy_pretraining(tok, recipe.pretrain_steps * recipe.batch_size, seed=recipe.seed)
-    pre = recipe.pretrain_steps and train_lm(model, exs, tok.pad_token_id, recipe.pretrain_steps, recipe.batch_size, recipe.pretrain_lr,
-                                             recipe.pretrain_warmup, recipe.weight_decay, recipe.seed, threads, progress)
-    return pre or [], copy_accuracy(model, tok)
+    losses = train_lm(model, exs, tok.pad_token_id, recipe.pretrain_steps, recipe.batch_size, recipe.pretrain_lr, recipe.pretrain_warmup,
+                      recipe.weight_decay, recipe.seed, threads, progress) if recipe.pretrain_steps else []
+    return losses, copy_accuracy(model, tok)
 
 # %% ../nbs/06_student.ipynb #e5b3f568
 def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, snapshot=None, snapshot_every: int = 0) -> tuple:
