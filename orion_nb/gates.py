@@ -10,12 +10,12 @@ from . import world
 from .core import atomic_write_text
 from .data import last_boxed
 from .grading import grade_many
-from .models import solve_messages
+from .models import solve_messages, load_model, load_tokenizer
 from .generate import SamplingParams, TransformersGenerator
 from .instruct import wrong_solution
 from .reflection import reflection_prompt
 from .filter import form_problems
-from .student import STUDENT_SIZES, StudentRecipe, build_student, student_info, SHIPPED, BUILD_COMMAND, folder_hash
+from .student import STUDENT_SIZES, StudentRecipe, build_student, student_info, SHIPPED, BUILD_COMMAND, folder_hash, copy_accuracy
 from dataclasses import asdict
 
 # %% auto #0
@@ -90,7 +90,7 @@ def measure_gates(path,                        # the student's folder (or a load
                 max_new_tokens=max_new_tokens), measured=vals)
 
 # %% ../nbs/17_gates.ipynb #82b56d03
-SHIP_RECIPE = dict(n_problems=112_000, steps=3500, batch_size=32, lr=4e-3, warmup=200, pretrain_steps=1000, pretrain_lr=2e-3,
+SHIP_RECIPE = dict(n_problems=112_000, steps=3000, batch_size=32, lr=4e-3, warmup=200, pretrain_steps=1000, pretrain_lr=2e-3, pretrain_replay=0.05,
                    sizes={**STUDENT_SIZES, 'num_key_value_heads': 4, 'initializer_range': 0.02})   # `StudentRecipe` fields; the rest are its defaults
 
 # %% ../nbs/17_gates.ipynb #8503b567
@@ -112,11 +112,13 @@ def ship_snapshots(snapshots, recipe: StudentRecipe, out=SHIPPED, gate_kw: dict 
     "Measure the gates of every snapshot in `snapshots` (and of the finished build `final`), choose one, ship it to `out`."
     folders = {int(d.name.split('-')[1]): d for d in Path(snapshots).glob('step-*')} | ({recipe.steps: Path(final)} if final else {})
     gates = {k: measure_gates(f, **(gate_kw or {})) for k, f in sorted(folders.items())}
+    copying = {k: copy_accuracy(load_model(f), load_tokenizer(f)) for k, f in folders.items()}
     step = choose_snapshot(gates)
     info = dict(recipe=asdict(recipe), key=recipe.key(), step=step, command=BUILD_COMMAND, gates=gates[step],
-                snapshots={k: {n: g['value'] for n, g in v['gates'].items()} for k, v in gates.items()},
+                snapshots={k: {**{n: g['value'] for n, g in v['gates'].items()}, 'copying': copying[k]} for k, v in gates.items()},
                 choice='the snapshot passing the most gates; ties: the higher agreement, then the later step (gates.choose_snapshot)',
-                **({'losses': student_info(final)['losses'][:step]} if final else {}))
+                **({'losses': student_info(final)['losses'][:step], 'pretrain_losses': student_info(final)['pretrain_losses'],
+                    'copying': {**student_info(final)['copying'], 'shipped': copying[step]}} if final else {}))
     return _write_shipped(folders[step], out, info)
 
 # %% ../nbs/17_gates.ipynb #8008695c

@@ -12,13 +12,14 @@ from .models import SOLVE_PROMPT
 
 # %% auto #0
 __all__ = ['TASKS', 'DEFAULT_MIX', 'PERTURBATIONS', 'INSTRUCTIONS', 'LABELS', 'FORMATS', 'DELIMS', 'BUILDERS', 'chain',
-           'solution_text', 'critique', 'wrong_solution', 'render', 'plain', 'teacher_text', 'reference_text',
-           'text_of', 'other_text', 'solve_example', 'rewrite_example', 'critique_example', 'correct_example',
-           'copy_example', 'quote_example', 'check_mix', 'instruct_example', 'instruct_mix', 'instruct_texts']
+           'solution_text', 'critique', 'checked_critique', 'wrong_solution', 'render', 'plain', 'teacher_text',
+           'reference_text', 'text_of', 'other_text', 'solve_example', 'rewrite_example', 'critique_example',
+           'correct_example', 'copy_example', 'quote_example', 'check_mix', 'instruct_example', 'instruct_mix',
+           'instruct_texts']
 
 # %% ../nbs/05a_instruct.ipynb #ceb41952
 TASKS = ('solve', 'rewrite', 'critique', 'correct', 'copy', 'quote')
-DEFAULT_MIX = {'solve': 0.35, 'rewrite': 0.25, 'critique': 0.08, 'correct': 0.12, 'copy': 0.1, 'quote': 0.1}
+DEFAULT_MIX = {'solve': 0.27, 'rewrite': 0.25, 'critique': 0.15, 'correct': 0.15, 'copy': 0.08, 'quote': 0.1}
 PERTURBATIONS = ('slip', 'operation', 'operand', 'skip')
 
 # %% ../nbs/05a_instruct.ipynb #ab1b439e
@@ -68,16 +69,28 @@ def critique(spec: Spec, bad: int, how: str, steps: list) -> str:
     if how == 'operation': return f'{head}: "{sent}" means {_OP_NAME[chain(spec)[0][bad][-1][1]]}, so it should be {right}, not {wrong}.'
     return f'{head}: it uses the wrong number, {wrong} should be {right}.'
 
+# %% ../nbs/05a_instruct.ipynb #958bb9e5
+_WHY = {'slip': 'an arithmetic slip', 'operation': 'the wrong operation', 'operand': 'a wrong number', 'skip': 'it is skipped'}
+
+def checked_critique(spec: Spec, bad: int, how: str, steps: list) -> str:
+    "The critique worked out: each step's right equations checked in order up to the first wrong one (0-based `bad`), then the verdict."
+    f = _writer(spec.kind); eqs = lambda es: ', '.join(f'{f(x)} {o} {f(y)} = {f(z)}' for x, o, y, z in es)
+    right = chain(spec)[0]
+    lines = [f'{i + 1}) {eqs(right[i])} ok' for i in range(bad)]
+    lines.append(f'{bad + 1}) {eqs(right[bad])}' + (' is missing' if how == 'skip' else f', not {eqs(steps[bad][-1:])}'))
+    return '\n'.join(lines + [f'The first wrong step is step {bad + 1}: {_WHY[how]}.'])
+
 # %% ../nbs/05a_instruct.ipynb #eef11fcb
 def wrong_solution(spec: Spec, rng: random.Random, tries: int = 20) -> dict | None:
-    "A wrong short solution from a world perturbation: `{text, step, how, critique}` (step 1-based), None if none is valid."
+    "A wrong short solution from a world perturbation: `{text, step, how, critique, checked}` (step 1-based), None if none is valid."
     right = world.answer_of(spec)
     for _ in range(tries):
         bad, how = rng.randrange(len(spec.steps)), rng.choice(PERTURBATIONS)
         steps, a = chain(spec, bad, how, rng)
         vals = [e[3] for eqs in steps if eqs for e in eqs]
         if a != right and all(0 < v <= 10 * world.MAX_VALUE for v in vals):
-            return dict(text=solution_text(spec, steps), step=bad + 1, how=how, critique=critique(spec, bad, how, steps))
+            return dict(text=solution_text(spec, steps), step=bad + 1, how=how, critique=critique(spec, bad, how, steps),
+                        checked=checked_critique(spec, bad, how, steps))
     return None
 
 # %% ../nbs/05a_instruct.ipynb #7056b486
@@ -94,7 +107,13 @@ INSTRUCTIONS = {
     'critique': ['The solution below contains a mistake. Name the first wrong step and say what is wrong with it.',
                  'Find the first step where this solution goes wrong, and explain the mistake in one line.',
                  'Check the solution step by step. Which step is the first wrong one, and why?',
-                 'This answer is wrong. Point out the first wrong step and the mistake in it.'],
+                 'This answer is wrong. Point out the first wrong step and the mistake in it.',
+                 'Verify this solution one step at a time and report the first step that is incorrect, with the reason.',
+                 'There is an error somewhere in the work below. Locate the first incorrect step and explain it.',
+                 'Go through the steps of this solution. At which step does the first mistake happen? Give the step number and the reason.',
+                 'Is every step of this solution right? It is not: find the earliest wrong step and say what the mistake is.',
+                 'Review the attempt below and identify the first step that contains an error. Explain the error briefly.',
+                 'A mistake was made in the following solution. Tell me the number of the first bad step and what went wrong.'],
     'correct': ['The solution below reaches a wrong answer. Say where it first goes wrong, then write a correct solution. ' + _BOX,
                 'Find the mistake in this attempt, explain it, and then solve the problem correctly. ' + _BOX,
                 'This attempt is wrong. Explain the first mistake, then give a correct solution. ' + _BOX,
@@ -183,9 +202,9 @@ def _wrong_sections(r, spec, rng, pool):
     return [_q(rng, r['question']), (rng.choice(LABELS['wrong']), w['text'])], w
 
 def critique_example(r, spec, rng, pool):
-    "Critique: the question and a wrong solution -> the line naming its first wrong step and the mistake."
+    "Critique: the question and a wrong solution -> its steps checked in order up to the first wrong one, then the verdict."
     secs, w = _wrong_sections(r, spec, rng, pool)
-    return None if w is None else (render(rng, rng.choice(INSTRUCTIONS['critique']), secs), w['critique'])
+    return None if w is None else (render(rng, rng.choice(INSTRUCTIONS['critique']), secs), w['checked'])
 
 def correct_example(r, spec, rng, pool):
     "Correct: the question and a wrong solution -> the critique line, then the correct short solution."

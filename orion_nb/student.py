@@ -39,6 +39,7 @@ class StudentRecipe:
     pretrain_steps: int = 0            # copy-pretraining steps before the mix (`copy_pretraining`; 0: none)
     pretrain_lr: float = 1e-3          # their peak learning rate
     pretrain_warmup: int = 50          # their warm-up steps
+    pretrain_replay: float = 0.0       # copy-pretraining sequences added to the mix, as a share of its examples (keeps copying)
     steps: int = 400                   # optimiser steps on the mix
     batch_size: int = 32               # examples per step
     lr: float = 5e-3                   # peak learning rate (AdamW), linear warm-up then cosine to 10 %
@@ -328,6 +329,10 @@ def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> tuple[lis
                       recipe.weight_decay, recipe.seed, threads, progress) if recipe.pretrain_steps else []
     return losses, copy_accuracy(model, tok)
 
+def _replay(tok, n: int, recipe: StudentRecipe) -> list[tuple[array, int]]:
+    "The copy-pretraining sequences added to a mix of `n` examples: `recipe.pretrain_replay` of `n` (none when 0)."
+    return copy_pretraining(tok, round(recipe.pretrain_replay * n), seed=recipe.seed + 1)
+
 # %% ../nbs/06_student.ipynb #e5b3f568
 def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, snapshot=None, snapshot_every: int = 0) -> tuple:
     "`(model, tokenizer, info)`: the student of `recipe` trained and measured; `info` is its `student.json` record."
@@ -336,13 +341,13 @@ def _make_student(recipe: StudentRecipe, threads: int | str, progress: bool, sna
     tok, probs, examples = _student_data(recipe)
     t_data = time.time() - t0
     model, stats = make_model(tok, recipe.sizes, seed=recipe.seed), {}
-    pre, copying = _pretrain(model, tok, recipe, threads, progress)
-    losses = train_lm(model, examples, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr, recipe.warmup, recipe.weight_decay,
+    (pre, copying), replay = _pretrain(model, tok, recipe, threads, progress), _replay(tok, len(examples), recipe)
+    losses = train_lm(model, examples + replay, tok.pad_token_id, recipe.steps, recipe.batch_size, recipe.lr, recipe.warmup, recipe.weight_decay,
                       recipe.seed, threads, progress, stats, snapshot and (lambda k, m: snapshot(k, m, tok)), snapshot_every)
     t_train = time.time() - t0 - t_data
     evals = _student_eval(model, tok, recipe, {p['id'] for p in probs}, progress)
     info = dict(recipe=asdict(recipe), key=recipe.key(), parameters=n_params(model), examples=len(examples), dropped=len(probs) - len(examples),
-                tokens=sum(len(x) for x, _ in examples), vocab=len(tok), pretrain_losses=[round(l, 4) for l in pre],
+                tokens=sum(len(x) for x, _ in examples), replayed=len(replay), vocab=len(tok), pretrain_losses=[round(l, 4) for l in pre],
                 losses=[round(l, 4) for l in losses], final_loss=round(sum(losses[-50:]) / len(losses[-50:]), 4), eval=evals,
                 copying=dict(pretrained=copying, built=copy_accuracy(model, tok)), seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
                 eval=round(time.time() - t0 - t_data - t_train, 1), total=round(time.time() - t0, 1)),

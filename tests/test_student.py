@@ -10,7 +10,7 @@ from orion_nb.models import load_model, load_tokenizer, n_params
 from orion_nb.student import (StudentRecipe, build_student, student_info, student_path, load_student, solve_accuracy,
                               student_conversations)
 
-TOY = dict(n_problems=300, steps=40, batch_size=8, tokenizer_problems=100, eval_n=10, pretrain_steps=5,
+TOY = dict(n_problems=300, steps=40, batch_size=8, tokenizer_problems=100, eval_n=10, pretrain_steps=5, pretrain_replay=0.1,
            sizes=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
 
 
@@ -35,18 +35,20 @@ def test_small_student_is_cached_and_reloads(tmp_path):
 
 
 def test_student_is_reproducible(tmp_path):
-    "The same recipe built twice (in two cache folders) gives the same weights and losses, copy pretraining's included."
+    "The same recipe built twice (in two cache folders) gives the same weights and losses, copy pretraining's and its replay's included."
     import torch
     a, b = build_student(tmp_path/'a', progress=False, **TOY), build_student(tmp_path/'b', progress=False, **TOY)
     assert student_info(a)['losses'] == student_info(b)['losses'] and len(student_info(a)['pretrain_losses']) == 5
     assert student_info(a)['pretrain_losses'] == student_info(b)['pretrain_losses']
+    assert student_info(a)['replayed'] == round(0.1 * student_info(a)['examples']) > 0
     sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_training_data_is_world_only():
     """Every task of the instruction mix is in the student's data; every solution a solve, rewrite or correct target
-    writes is the world's own short solution of its question, and every critique names a step of it."""
+    writes is the world's own short solution of its question, and every critique names a step of it (a critique task's
+    after checking the steps before it: each checked equation holds)."""
     from orion_nb.instruct import instruct_mix, TASKS
     probs = world.generate(600, 'train', seed=11)
     mix = instruct_mix(probs, seed=0)
@@ -54,11 +56,15 @@ def test_training_data_is_world_only():
     for e, r in zip(mix, probs):
         t = e['messages'][1]['content']
         if e['task'] in ('solve', 'rewrite', 'correct'): assert t.split('\n\n')[-1] == r['solution']
-        if e['task'] in ('critique', 'correct'): assert re.match(r'The first wrong step is step (\d+)', t)
+        if e['task'] == 'correct': assert re.match(r'The first wrong step is step (\d+)', t)
+        if e['task'] == 'critique':
+            *checks, last, verdict = t.split('\n')
+            assert re.match(rf'The first wrong step is step {len(checks) + 1}: ', verdict) and last.startswith(f'{len(checks) + 1}) ')
+            assert all(ok for c in checks for _, ok in world.check_arithmetic(c)) and all(c.endswith(' ok') for c in checks)
 
 
 def test_held_out_reflection_task_is_not_in_the_mix():
-    """The pipeline's reflection prompt and its no-error (reference) prompt never appear in the student's mix: not
+    """The pipeline's reflection prompt, its no-error (reference) prompt and the critique probe's wording never appear in the student's mix: not
     their instructions, not the attempt's header; and no prompt holds a wrong solution of its question together with
     a right one (the three-part task), since texts about other problems never come from the question itself."""
     from orion_nb.reflection import REFLECT_PROMPT, NO_ERROR_PROMPT, instruction
@@ -66,7 +72,8 @@ def test_held_out_reflection_task_is_not_in_the_mix():
     probs = world.generate(3000, 'train', seed=4321)
     mix = instruct_mix(probs, seed=3)
     prompts = [e['messages'][0]['content'] for e in mix]
-    held = [instruction(REFLECT_PROMPT), instruction(NO_ERROR_PROMPT), 'Your earlier attempt (wrong):']
+    from orion_nb.gates import PROBE_CRITIQUE
+    held = [instruction(REFLECT_PROMPT), instruction(NO_ERROR_PROMPT), 'Your earlier attempt (wrong):', PROBE_CRITIQUE.split('\n')[0]]
     assert not [p for p in prompts for h in held if h in p]
     for e, r in zip(mix, probs):
         if e['task'] in ('critique', 'correct'):   # a wrong solution of the question is in the prompt: no right one may be
