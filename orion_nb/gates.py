@@ -113,12 +113,12 @@ def ship_snapshots(snapshots, recipe: StudentRecipe, out=SHIPPED, gate_kw: dict 
     folders = {int(d.name.split('-')[1]): d for d in Path(snapshots).glob('step-*')} | ({recipe.steps: Path(final)} if final else {})
     gates = {k: measure_gates(f, **(gate_kw or {})) for k, f in sorted(folders.items())}
     copying = {k: copy_accuracy(load_model(f), load_tokenizer(f)) for k, f in folders.items()}
-    step = choose_snapshot(gates)
+    step, built = choose_snapshot(gates), student_info(final) if final else None
     info = dict(recipe=asdict(recipe), key=recipe.key(), step=step, command=BUILD_COMMAND, gates=gates[step],
                 snapshots={k: {**{n: g['value'] for n, g in v['gates'].items()}, 'copying': copying[k]} for k, v in gates.items()},
                 choice='the snapshot passing the most gates; ties: the higher agreement, then the later step (gates.choose_snapshot)',
-                **({'losses': student_info(final)['losses'][:step], 'pretrain_losses': student_info(final)['pretrain_losses'],
-                    'copying': {**student_info(final)['copying'], 'shipped': copying[step]}} if final else {}))
+                **({'losses': built['losses'][:step], 'pretrain_losses': built['pretrain_losses'],
+                    'copying': {**built['copying'], 'shipped': copying[step]}} if built else {}))
     return _write_shipped(folders[step], out, info)
 
 # %% ../nbs/17_gates.ipynb #8008695c

@@ -46,13 +46,18 @@ def chain(spec: Spec, bad: int | None = None, how: str | None = None, rng: rando
     return out, a
 
 # %% ../nbs/05a_instruct.ipynb #0dae0d80
+def _eq(f, e: tuple) -> str:
+    "Equation `e = (x, op, y, z)` written with the number writer `f`."
+    x, o, y, z = e
+    return f'{f(x)} {o} {f(y)} = {f(z)}'
+
 def solution_text(spec: Spec, steps: list) -> str:
     "The student-style short solution of `spec` written from the per-step equations `steps` (`chain`'s first output)."
-    f = _writer(spec.kind); eq = lambda x, o, y, z: f'{f(x)} {o} {f(y)} = {f(z)}'
+    f = _writer(spec.kind)
     lines, a = [_fill(START, spec, spec.start)], Fraction(spec.start)
     for eqs, sent in zip(steps, step_sentences(spec)):
         if eqs is None: continue
-        lines.append(sent[:-1] + ': ' + ', '.join(eq(*e) for e in eqs) + '.'); a = eqs[-1][3]
+        lines.append(sent[:-1] + ': ' + ', '.join(_eq(f, e) for e in eqs) + '.'); a = eqs[-1][3]
     return '\n'.join(lines + [f'The answer is \\boxed{{{f(a)}}}'])
 
 # %% ../nbs/05a_instruct.ipynb #0091e46f
@@ -60,11 +65,11 @@ _OP_NAME = {'+': 'adding', '-': 'subtracting', '*': 'multiplying', '/': 'dividin
 
 def critique(spec: Spec, bad: int, how: str, steps: list) -> str:
     "One line naming the first wrong step (1-based) of a perturbed solution `steps` and what is wrong with it."
-    f = _writer(spec.kind); eq = lambda x, o, y, z: f'{f(x)} {o} {f(y)} = {f(z)}'
-    right, sent = eq(*chain(spec)[0][bad][-1]), step_sentences(spec)[bad]
+    f = _writer(spec.kind); eq = lambda e: _eq(f, e)
+    right, sent = eq(chain(spec)[0][bad][-1]), step_sentences(spec)[bad]
     head = f'The first wrong step is step {bad + 1}'
     if how == 'skip': return f'{head}: it skips "{sent}", which needs {right}.'
-    wrong = eq(*steps[bad][-1])
+    wrong = eq(steps[bad][-1])
     if how == 'slip': return f'{head}: {wrong} is an arithmetic slip, it should be {right}.'
     if how == 'operation': return f'{head}: "{sent}" means {_OP_NAME[chain(spec)[0][bad][-1][1]]}, so it should be {right}, not {wrong}.'
     return f'{head}: it uses the wrong number, {wrong} should be {right}.'
@@ -74,7 +79,7 @@ _WHY = {'slip': 'an arithmetic slip', 'operation': 'the wrong operation', 'opera
 
 def checked_critique(spec: Spec, bad: int, how: str, steps: list) -> str:
     "The critique worked out: each step's right equations checked in order up to the first wrong one (0-based `bad`), then the verdict."
-    f = _writer(spec.kind); eqs = lambda es: ', '.join(f'{f(x)} {o} {f(y)} = {f(z)}' for x, o, y, z in es)
+    f = _writer(spec.kind); eqs = lambda es: ', '.join(_eq(f, e) for e in es)
     right = chain(spec)[0]
     lines = [f'{i + 1}) {eqs(right[i])} ok' for i in range(bad)]
     lines.append(f'{bad + 1}) {eqs(right[bad])}' + (' is missing' if how == 'skip' else f', not {eqs(steps[bad][-1:])}'))
@@ -151,10 +156,8 @@ def teacher_text(question: str, rng: random.Random) -> str:
     return plain(t) if rng.random() < 0.7 else t
 
 def reference_text(spec: Spec, question: str, rng: random.Random) -> str:
-    "A correct solution of `question` in another style: a teacher trace (mostly), the bare equations, or the short solution."
-    u = rng.random()
-    if u < 0.8: return teacher_text(question, rng)
-    return world.short_solution(spec, restate=False) if u < 0.9 else world.short_solution(spec)
+    "A correct solution of `question` in another style: a teacher trace (mostly) or the bare equations, never the short solution itself."
+    return teacher_text(question, rng) if rng.random() < 0.8 else world.short_solution(spec, restate=False)
 
 # %% ../nbs/05a_instruct.ipynb #f27b2e83
 def text_of(r: dict, rng: random.Random) -> str:

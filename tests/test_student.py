@@ -47,7 +47,7 @@ def test_student_is_reproducible(tmp_path):
 
 def test_training_data_is_world_only():
     """Every task of the instruction mix is in the student's data; every solution a solve, rewrite or correct target
-    writes is the world's own short solution of its question, and every critique names a step of it (a critique task's
+    writes is the world's own short solution of its question (never as a section of a rewrite's prompt: a rewrite is not a copy), and every critique names a step of it (a critique task's
     after checking the steps before it: each checked equation holds)."""
     from orion_nb.instruct import instruct_mix, TASKS
     probs = world.generate(600, 'train', seed=11)
@@ -56,6 +56,9 @@ def test_training_data_is_world_only():
     for e, r in zip(mix, probs):
         t = e['messages'][1]['content']
         if e['task'] in ('solve', 'rewrite', 'correct'): assert t.split('\n\n')[-1] == r['solution']
+        if e['task'] == 'rewrite':   # a rewrite is not a copy: its target is never a section (only a teacher trace's closing summary)
+            p = e['messages'][0]['content']
+            assert not any(re.search(r'(:|\]|^### .*)$', p[:m.start()].rstrip('\n').split('\n')[-1]) for m in re.finditer(re.escape(r['solution']), p))
         if e['task'] == 'correct': assert re.match(r'The first wrong step is step (\d+)', t)
         if e['task'] == 'critique':
             *checks, last, verdict = t.split('\n')
