@@ -227,13 +227,15 @@ def package_versions(names=('orion_nb', 'torch', 'transformers', 'trl', 'peft', 
     return out
 
 # %% ../nbs/00_core.ipynb #fc078892
-def git_commit(path='.') -> str | None:
-    "The commit `path` is checked out at (with `+dirty` for uncommitted changes), or None outside git."
+def git_commit(path='.',             # a folder inside the checkout
+               ignore=()) -> str | None:   # folders whose changes do not count (a run's own report files)
+    "The commit `path` is checked out at (with `+dirty` for uncommitted changes outside `ignore`), or None outside git."
     import subprocess
     try:
         sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
         if sha.returncode: return None
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=path,
+        skip = [f':(exclude){Path(p).resolve()}' for p in ignore]
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.', *skip], cwd=path,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.TimeoutExpired): return None

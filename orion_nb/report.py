@@ -45,6 +45,13 @@ def _resolve(params: dict, base: Path) -> dict:
     "Make path parameters (`*_dir`, `*_path`, `*_config`) and local model folders absolute against `base` (Hub ids stay)."
     return {k: str((base/v).expanduser().resolve()) if _local(k, v, base) else v for k, v in params.items()}
 
+def _handed(params: dict, base: Path) -> dict:
+    "Paths as a stage receives them: relative to its working directory `base` when they share a folder below the root, so its page names no machine's folders."
+    def rel(k, v):
+        if not (isinstance(v, str) and os.path.isabs(v) and (k == 'run_dir' or k.endswith(PATH_SUFFIXES) or k in MODEL_PARAMS)): return v
+        return os.path.relpath(v, base) if os.path.commonpath([v, str(base)]) != os.sep else v
+    return {k: rel(k, v) for k, v in params.items()}
+
 def stage_name(nb: Path) -> str: return nb.stem
 
 # %% ../nbs/50_report.ipynb #4db442c2
@@ -116,7 +123,8 @@ def stage_keys(nbs: list[Path], declared: dict, resolved: dict, run_path, pkg_di
     return out
 
 # %% ../nbs/50_report.ipynb #43a9c84b
-REPORT_ENV = {'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
+REPORT_ENV = {'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1',
+              'PYTHONWARNINGS': 'ignore:IProgress not found'}   # tqdm's warning in a kernel without widgets, naming the venv's folder
 
 @contextmanager
 def _env(values: dict):
@@ -169,13 +177,13 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
     entry = dict(key=key, status='done', notebook=out_nb.relative_to(run.path).as_posix(), log=log_path.relative_to(run.path).as_posix())
     try:
         with _env(REPORT_ENV):
-            pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent), progress_bar=False, kernel_name='python3',
+            pm.execute_notebook(str(nb), str(out_nb), parameters=_handed(params, nb.parent), cwd=str(nb.parent), progress_bar=False, kernel_name='python3',
                                 log_output=False, kernel_manager_class=ipc_kernel_manager(log_path))
     except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))
     finally: stop_kernels()
     html_path = (render_html(out_nb, report_dir/f'{name}.html') if render else report_dir/f'{name}.html') if out_nb.is_file() else None
     return dict(entry, seconds=round(time.time() - t0, 2), cpu_seconds=round(child_cpu_seconds() - cpu0, 2),   # the kernel's CPU, its processes' too
-                html=html_path and html_path.name, commit=git_commit())
+                html=html_path and html_path.name, commit=git_commit(ignore=[report_dir]))
 
 # %% ../nbs/50_report.ipynb #8fd026cb
 def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
@@ -201,11 +209,11 @@ def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir,
     return run, report_dir
 
 # %% ../nbs/50_report.ipynb #05c2cdc8
-def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None = None) -> None:
+def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None = None, report_dir=None) -> None:
     "Put the run's facts in its manifest: parameters and their hash, commit, package versions, Python, every seed in force."
     defaults = {k: v for k, v in declared_defaults(_flat(declared or {})).items() if 'seed' in k}
     run.update_manifest(params=params, params_hash=stable_hash(params), params_file=str(params_path),
-                        git_commit=git_commit(), packages=package_versions(), python=sys.version.split()[0],
+                        git_commit=git_commit(ignore=[report_dir] if report_dir else []), packages=package_versions(), python=sys.version.split()[0],
                         cores=cores(),
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
@@ -277,7 +285,8 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  log=print,
                  dry_run: bool = False) -> Path | None:   # only say which stages would run, and what an API teacher would cost
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
-    t_start = time.time()
+    t_start, shown = time.time(), str(params_path)      # the parameter file as the caller named it, for the manifest
+    params_path, nb_dir, runs_dir, reports_dir = (Path(p).expanduser().resolve() for p in (params_path, nb_dir, runs_dir, reports_dir))   # once, against the caller's folder
     params, nbs, declared = _load_run(params_path, nb_dir)
     run_path = Path(runs_dir)/_run_name(params, params_path)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())
@@ -285,7 +294,7 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
     if dry_run: return _dry_run(nbs, keys, declared, resolved, run_path, log)
     run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
     stages = dict(run.manifest().get('stages', {}))
-    _record_facts(run, params, params_path, declared)
+    _record_facts(run, params, shown, declared, report_dir)
     _run_stages(nbs, keys, stages, run, report_dir, force, log)
     run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
     index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])

@@ -144,3 +144,20 @@ def test_dry_run_estimates_the_api_teacher(tmp_path, monkeypatch, capsys):
     assert f"04b_corrections: corrections: would send at most {nc} requests: at most {nc * p['correction_max_new_tokens']:,} completion tokens" in out
     assert 'corrections' not in out.split('02_teacher:')[1].split('\n')[0]   # each stage bounds its own jobs
     assert not (tmp_path/'runs').exists()
+
+@pytest.mark.parametrize('where', ['root', 'elsewhere'])
+def test_relative_folders_resolve_against_the_callers_directory(tmp_path, pipe, monkeypatch, capsys, where):
+    "`make repro` passes relative `--runs` / `--reports`: the run, its logs and every page land under the caller's directory, named relative to it."
+    (tmp_path/'p.yaml').write_text('run_name: r\nn: 3\n')
+    cwd = tmp_path if where == 'root' else tmp_path/'elsewhere'
+    cwd.mkdir(exist_ok=True); monkeypatch.chdir(cwd)
+    up = '' if where == 'root' else '../'
+    assert main(['run', f'{up}p.yaml', '--notebooks', f'{up}pl', '--runs', 'runs', '--reports', 'reports']) == 0, capsys.readouterr().err
+    run, rep = cwd/'runs'/'r', cwd/'reports'/'r'
+    assert (run/'00_a'/'count.txt').read_text() == 'x' and (run/'logs'/'00_a.log').is_file()
+    assert sorted(p.name for p in rep.glob('*.html')) == ['00_a.html', '01_b.html', 'index.html']
+    assert not list((tmp_path/'pl').rglob('*.html')) and not (tmp_path/'pl'/'runs').exists()   # nothing inside the notebooks' folder
+    for page in rep.glob('*.html'):       # reports that travel: no absolute path of the machine that ran them
+        assert str(tmp_path) not in page.read_text(), page.name
+    assert "runs/r" in (rep/'00_a.html').read_text()
+    assert json.loads((rep/'manifest.json').read_text())['params_file'] == f'{up}p.yaml'
