@@ -13,9 +13,9 @@ from .jobs import cores
 from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params
 
 # %% auto #0
-__all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'declared_parameters', 'stage_name', 'render_html',
-           'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys', 'StageFailed',
-           'child_cpu_seconds', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
+__all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'parameters_cell', 'declared_parameters', 'stage_name',
+           'render_html', 'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys',
+           'StageFailed', 'child_cpu_seconds', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
@@ -24,13 +24,33 @@ def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
     if not nbs: raise FileNotFoundError(f'no pipeline notebooks (NN_name.ipynb) in {nb_dir}')
     return nbs
 
+_PARAM = re.compile(r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
+                    r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")   # papermill's PythonTranslator.PARAMETER_PATTERN
+
+def _definitions(src: str) -> list[str]:
+    "A parameters cell's definitions, one string each, grouped as papermill's `PythonTranslator.inspect` groups them (a line with two `=` dropped)."
+    flat = lambda acc: ''.join((l[:l.index('#')] if '#' in l else l).strip() for l in acc[:-1]) + (acc[-1].strip() if acc else '')
+    groups, acc = [], []
+    for line in src.splitlines():
+        if not line.strip() or line.strip().startswith('#'): continue
+        if line.count('='):
+            groups.append(flat(acc)); acc = []
+            if line.count('=') > 1: continue
+        acc.append(line)
+    return [g for g in groups + [flat(acc)] if g]
+
+def parameters_cell(nb: Path) -> str:
+    "The source of `nb`'s cell tagged `parameters` ('' when it has none), read as plain JSON: no nbformat (2 s to import) for `orion check`."
+    cells = json.loads(Path(nb).read_text(encoding='utf-8'))['cells']
+    src = next((c['source'] for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), '')
+    return ''.join(src) if isinstance(src, list) else src
+
 def declared_parameters(nb: Path) -> dict:
-    "The parameters `nb` declares in its `parameters` cell: name -> dict(default, type, help)."
-    import papermill as pm, nbformat, re
-    got = {k: dict(default=v['default'], type=v['inferred_type_name'], help=v['help'])
-           for k, v in pm.inspect_notebook(str(nb)).items()}
-    cells = [c for c in nbformat.read(str(nb), as_version=4).cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
-    names = re.findall(r'^([A-Za-z_]\w*)\s*=', cells[0].source, re.M) if cells else []
+    "The parameters `nb` declares in its `parameters` cell, as papermill reads them: name -> dict(default, type, help)."
+    src, got = parameters_cell(nb), {}
+    for m in filter(None, map(_PARAM.match, _definitions(src))):
+        got[m['target'].strip()] = dict(default=str(m['value']).strip(), type=str(m['annotation'] or m['type_comment'] or None).strip(), help=str(m['help'] or '').strip())
+    names = re.findall(r'^([A-Za-z_]\w*)\s*=', src, re.M)
     lost = [n for n in names if n not in got]
     if lost: raise ValueError(f'{nb}: papermill cannot parse the parameters {lost} (an `=` in a trailing comment?)')
     return got
@@ -98,8 +118,8 @@ def stop_kernels() -> int:
 # %% ../nbs/50_report.ipynb #acd1508e
 def notebook_modules(nb: Path, pkg_dir=None) -> set[str]:
     "The `orion_nb` modules a pipeline notebook imports (in any code cell)."
-    import nbformat
-    src = '\n'.join(c.source for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == 'code')
+    cells = json.loads(Path(nb).read_text(encoding='utf-8'))['cells']
+    src = '\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code')
     return imported_modules(src, package_modules(pkg_dir))
 
 # %% ../nbs/50_report.ipynb #pcont001

@@ -125,16 +125,20 @@ def apply_length_policy(examples, audit: dict, on_overlength: str) -> list[dict]
     return [ex for ex in examples if ex['id'] not in over]
 
 # %% ../nbs/20_sft.ipynb #09743a07
-from transformers import TrainerCallback
-
-class StepLog(TrainerCallback):
-    "Append each logged step's loss, grad norm and learning rate to `path` (main process only)."
+class StepLog:
+    "Append each logged step's loss, grad norm and learning rate to `path` (main process only); a `TrainerCallback` through `_callback`."
     def __init__(self, path): self.path = Path(path)
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero or not logs or 'loss' not in logs: return
         rec = dict(step=state.global_step, epoch=logs.get('epoch'), loss=logs.get('loss'),
                    grad_norm=logs.get('grad_norm'), lr=logs.get('learning_rate'), time=time.time())
         with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
+
+# %% ../nbs/20_sft.ipynb #22ec8629
+def _callback(cls: type) -> type:
+    "`cls` as a transformers `TrainerCallback` (its `on_*` methods kept, the other events no-ops); transformers is imported only here, so `orion check` stays fast."
+    from transformers import TrainerCallback
+    return type(cls.__name__, (cls, TrainerCallback), {})
 
 # %% ../nbs/20_sft.ipynb #a336a8ee
 def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
@@ -220,7 +224,7 @@ def make_trainer(model_path, exs: list[dict], out_dir: Path, p: SFTParams, callb
     model = load_model(model_path, dtype=torch.float32, attn_implementation=p.attn_implementation)   # fp32 master weights
     return SFTTrainer(model=model, args=sft_config(p, out_dir), train_dataset=ds,
                       processing_class=tok, peft_config=peft_config,
-                      callbacks=[StepLog(out_dir/'trainer_log.jsonl'), *callbacks])
+                      callbacks=[_callback(StepLog)(out_dir/'trainer_log.jsonl'), *callbacks])
 
 # %% ../nbs/20_sft.ipynb #58ccf237
 def question_id(example_id: str) -> str:

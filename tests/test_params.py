@@ -46,3 +46,14 @@ def test_mistyped_name_stops(tmp_path, capsys):
     bad.write_text((ROOT/'params'/'tiny.yaml').read_text() + 'exposure_temprature: 0.8\n')
     assert main(['check', str(bad), '--notebooks', str(ROOT/'nbs'/'pipeline')]) == 2
     assert "unknown parameter 'exposure_temprature' (did you mean 'exposure_temperature'?)" in capsys.readouterr().err
+
+@pytest.mark.parametrize('cmd', [['check', 'params/tiny.yaml'], ['run', 'params/tiny.yaml', '--dry-run', '--runs', '{tmp}/runs']])
+def test_quick_commands_import_no_heavy_library(cmd, tmp_path):
+    "`orion check` and `orion run --dry-run` answer without torch, transformers, PEFT, papermill or nbformat (seconds to import)."
+    import subprocess, sys
+    code = ("import sys; from orion_nb.report import main; code = main(sys.argv[1:]); "
+            "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'trl', 'papermill', 'nbformat', 'datasets') if m in sys.modules); "
+            "print('HEAVY', heavy); sys.exit(code)")
+    r = subprocess.run([sys.executable, '-c', code, *[c.format(tmp=tmp_path) for c in cmd]], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'HEAVY []' in r.stdout, r.stdout
