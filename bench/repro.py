@@ -1,6 +1,7 @@
 """Wall time of the tiny reproduction (`orion run params/tiny.yaml`) on this machine, cold and cached.
 
 Prints one `name: value` per line:
+  check_seconds                 `orion check` of the parameter file (a new process, its start included)
   student_cached                whether the base student was already built (its build is part of a cold run otherwise)
   repro_seconds_cold            a run into a fresh run directory, all seeds of the parameter file
   repro_seconds_cached          the same command again: every stage unchanged, nothing redone
@@ -19,7 +20,9 @@ Prints one `name: value` per line:
                                                 side by side at 1 thread each
                                 forkserver      two trainings (Short-CoT, seeds 0 and 1) started as `orion-sft` processes / forked
                                                 from a server that imported the libraries once (sft_launcher: forkserver)
-Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers] [--runs DIR --reports DIR]
+Usage: python bench/repro.py [--params params/tiny.yaml] [--one-seed] [--levers] [--runs DIR --reports DIR] [--cached]
+With --cached only check_seconds and repro_seconds_cached are measured, on the existing run of the default folders
+(`runs/`, `reports/`: after `make repro`), or of --runs/--reports.
 With --runs/--reports the cold and cached runs go there (e.g. `--runs runs --reports reports` regenerates the committed
 reports while measuring); the run directory must not exist yet. By default both go to a temporary folder.
 """
@@ -38,6 +41,12 @@ def run(params, runs, reports, cpu=None):
     subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(params), '--runs', str(runs), '--reports', str(reports)],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     if cpu is not None: cpu.append(child_cpu() - c)
+    return time.time() - t
+
+def check_seconds(params) -> float:
+    "Wall seconds of `orion check` on `params`, in a process of its own as a user runs it."
+    t = time.time()
+    subprocess.run([str(Path(sys.executable).parent/'orion'), 'check', str(params)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.time() - t
 
 def timed(f):
@@ -103,8 +112,14 @@ def main():
     ap.add_argument('--params', default='params/tiny.yaml'); ap.add_argument('--one-seed', action='store_true')
     ap.add_argument('--runs', help='runs folder (default: a temporary one)'); ap.add_argument('--reports', help='reports folder')
     ap.add_argument('--levers', action='store_true', help='also measure each speed lever side by side (speedup_* lines)')
+    ap.add_argument('--cached', action='store_true', help='only check_seconds and the cached re-run of an existing run (default: runs/, reports/)')
     a = ap.parse_args()
     p = yaml.safe_load((ROOT/a.params).read_text())
+    print(f'check_seconds: {min(check_seconds(ROOT/a.params) for _ in range(3)):.2f}')   # the best of three: the machine is shared
+    if a.cached:
+        runs, reports = ROOT/(a.runs or 'runs'), ROOT/(a.reports or 'reports')
+        if not (runs/p['run_name']/'manifest.json').is_file(): sys.exit(f'no run at {runs/p["run_name"]}: run `make repro` first')
+        print(f'repro_seconds_cached: {min(run(ROOT/a.params, runs, reports) for _ in range(3)):.2f}'); return
     cache = ROOT/p.get('student_cache_dir', '.cache/orion_nb')
     if p.get('student', 'world-tiny') == 'world-tiny':   # this code's default student (its key includes the code), not any built one
         from orion_nb.student import StudentRecipe, student_path
