@@ -11,10 +11,10 @@ from typing import Any, Iterable, Iterator
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash', 'model_hash',
-           'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_hash', 'set_seed', 'DataError',
-           'read_jsonl', 'atomic_write_text', 'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions',
-           'git_commit', 'Stage', 'model_tag', 'RunDir']
+__all__ = ['RUN_PID', 'STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash',
+           'model_hash', 'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_hash',
+           'set_seed', 'die_with_parent', 'DataError', 'read_jsonl', 'atomic_write_text', 'write_jsonl', 'JsonlStore',
+           'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -109,6 +109,26 @@ def set_seed(seed: int) -> None:
     try:
         import torch; torch.manual_seed(seed)
     except ImportError: pass
+
+# %% ../nbs/00_core.ipynb #bf6a02ae
+RUN_PID = 'ORION_RUN_PID'   # environment variable: the `orion run` process a stage's processes belong to
+
+def _alive(pid: int) -> bool:
+    "Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(') ', 1)[1][:1] != 'Z'
+    except (OSError, IndexError): return True
+
+def die_with_parent(poll: float = 1.0) -> None:
+    "End this process once its parent, or the run of `$ORION_RUN_PID`, is gone: a daemon thread checks every `poll` seconds."
+    import threading, time
+    parent, run = os.getppid(), int(os.environ.get(RUN_PID) or 0)
+    def watch():
+        while os.getppid() == parent and (not run or _alive(run)): time.sleep(poll)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='die-with-parent').start()
 
 # %% ../nbs/00_core.ipynb #18b0e460
 class DataError(ValueError):

@@ -108,12 +108,17 @@ class InlineExecutor(Executor):
 
 
 # %% ../nbs/16_jobs.ipynb #1139d199
+def _start_worker(threads: int) -> None:
+    "A pool worker's start: it ends with the process that started it, or with the run (`core.die_with_parent`), at `threads` threads."
+    from orion_nb.core import die_with_parent
+    die_with_parent(); use_threads(threads)
+
 def job_pool(workers: int, threads: int = 1, executor: str = 'process') -> Executor:
     "A pool to submit jobs to: `workers` spawned processes at `threads` each ('process'), or 'inline'."
     if executor == 'inline': return InlineExecutor()
     if executor != 'process': raise ValueError(f"executor must be 'process' or 'inline', not {executor!r}")
     import multiprocessing as mp
-    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context('spawn'), initializer=use_threads, initargs=(threads,))
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context('spawn'), initializer=_start_worker, initargs=(threads,))
 
 # %% ../nbs/16_jobs.ipynb #defc9034
 EXECUTORS = ('thread', 'process', 'ray')

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
-from .core import (COMMON, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
+from .core import (COMMON, RUN_PID, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_modules, package_versions, stable_hash)
 from .jobs import cores
 from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params
@@ -196,7 +196,7 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
     log(f'[orion] {name}: running')
     entry = dict(key=key, status='done', notebook=out_nb.relative_to(run.path).as_posix(), log=log_path.relative_to(run.path).as_posix())
     try:
-        with _env(REPORT_ENV):
+        with _env({**REPORT_ENV, RUN_PID: str(os.getpid())}):   # what the stage starts ends with this run (`core.die_with_parent`)
             pm.execute_notebook(str(nb), str(out_nb), parameters=_handed(params, nb.parent), cwd=str(nb.parent), progress_bar=False, kernel_name='python3',
                                 log_output=False, kernel_manager_class=ipc_kernel_manager(log_path))
     except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))

@@ -303,8 +303,10 @@ def loss_tokens(tokenizer, ex: dict) -> list[str]:
 
 # %% ../nbs/20_sft.ipynb #826d71be
 def main(argv=None):
-    "The `orion-sft` command: train from a JSON config file."
+    "The `orion-sft` command: train from a JSON config file; it ends with the process that started it, or with the run (`core.die_with_parent`)."
     import argparse
+    from orion_nb.core import die_with_parent
+    die_with_parent()
     ap = argparse.ArgumentParser(prog='orion-sft', description='SFT on prompt-completion JSONL with TRL.')
     ap.add_argument('config', help='JSON file: {"model", "train", "out_dir", "params": {...}, "merge_lora"}')
     a = ap.parse_args(argv)

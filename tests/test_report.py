@@ -161,3 +161,27 @@ def test_relative_folders_resolve_against_the_callers_directory(tmp_path, pipe, 
         assert str(tmp_path) not in page.read_text(), page.name
     assert "runs/r" in (rep/'00_a.html').read_text()
     assert json.loads((rep/'manifest.json').read_text())['params_file'] == f'{up}p.yaml'
+
+def _alive(pid: int) -> bool:
+    "Whether process `pid` runs (a zombie counts as gone)."
+    try: return Path(f'/proc/{pid}/stat').read_text().split(') ')[1][0] != 'Z'
+    except (FileNotFoundError, IndexError): return False
+
+def test_kill_9_of_orion_leaves_no_worker(tmp_path, pipe):
+    "`kill -9` of `orion` while a stage's spawned job worker runs: the kernel and the worker end within seconds."
+    import signal, time
+    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
+            "import os, time, pathlib\nfrom orion_nb.jobs import job_pool\npool = job_pool(1, 1); f = pool.submit(time.sleep, 600)\n"
+            "while not pool._processes: time.sleep(0.1)\n"
+            "pathlib.Path(run_dir, 'pids').write_text(' '.join(map(str, [os.getpid(), *pool._processes])))\nf.result()")
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
+    p = orion_cli('run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports'))
+    pids, t0 = tmp_path/'runs/r/pids', time.time()
+    while not pids.exists() and time.time() - t0 < 120: time.sleep(0.2)
+    assert pids.exists(), p.stderr.read() if p.poll() is not None else 'the stage never started its worker'
+    kernel, *workers = map(int, pids.read_text().split())
+    assert workers and all(map(_alive, [kernel, *workers]))
+    p.send_signal(signal.SIGKILL); p.communicate(timeout=60)
+    t0 = time.time()
+    while any(map(_alive, [kernel, *workers])) and time.time() - t0 < 20: time.sleep(0.2)
+    assert not any(map(_alive, [kernel, *workers])), f'still running after kill -9 of orion: {[q for q in [kernel, *workers] if _alive(q)]}'
