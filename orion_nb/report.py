@@ -15,7 +15,8 @@ from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declare
 # %% auto #0
 __all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'parameters_cell', 'declared_parameters', 'stage_name',
            'render_html', 'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys',
-           'StageFailed', 'child_cpu_seconds', 'run_stage', 'run_pipeline', 'publish_facts', 'write_index', 'main']
+           'StageFailed', 'child_cpu_seconds', 'run_stage', 'outputs_key', 'run_pipeline', 'publish_facts',
+           'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
 def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
@@ -201,6 +202,7 @@ def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, l
                                 log_output=False, kernel_manager_class=ipc_kernel_manager(log_path))
     except Exception as e: entry.update(status='failed', error=_stage_error(nb, out_nb, e, log_path))
     finally: stop_kernels()
+    if entry['status'] == 'done': entry['outputs'] = outputs_key(run.path/name)   # what `_done` checks before calling it unchanged
     html_path = (render_html(out_nb, report_dir/f'{name}.html') if render else report_dir/f'{name}.html') if out_nb.is_file() else None
     return dict(entry, seconds=round(time.time() - t0, 2), cpu_seconds=round(child_cpu_seconds() - cpu0, 2),   # the kernel's CPU, its processes' too
                 html=html_path and html_path.name, commit=git_commit(ignore=[report_dir]))
@@ -237,9 +239,15 @@ def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None 
                         cores=cores(),
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
+def outputs_key(folder: Path) -> str:
+    "What a stage left in its run folder: every file's name, size and modification time (not hidden files), hashed; cheap for weights too."
+    files = sorted(p for p in Path(folder).rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(folder).parts)) if Path(folder).is_dir() else []
+    return stable_hash([[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+
 def _done(old: dict, key: str, run_path='.') -> bool:
-    "Whether a stage's manifest entry `old` is done with `key` and its executed notebook (relative to the run) kept."
-    return old.get('key') == key and old.get('status') == 'done' and bool(old.get('notebook')) and (Path(run_path)/old['notebook']).is_file()
+    "Whether a stage's manifest entry `old` is done with `key`, its executed notebook (relative to the run) kept, and its folder's files as it left them."
+    if not (old.get('key') == key and old.get('status') == 'done' and old.get('notebook') and (Path(run_path)/old['notebook']).is_file()): return False
+    return old.get('outputs') == outputs_key(Path(run_path)/Path(old['notebook']).stem)
 
 def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
     "Whether the stage need not run again (`_done`); a deleted report is rendered again from its notebook."
@@ -266,12 +274,13 @@ def _run_one(nb: Path, keys: dict, stages: dict, run: RunDir, report_dir: Path, 
 
 # %% ../nbs/50_report.ipynb #runstg02
 def _run_stages(nbs: list[Path], keys: dict, stages: dict, run: RunDir, report_dir: Path, force: bool, log) -> None:
-    "Run each stage whose key changed (each one with `force`); `stages` is updated. Each stage's HTML renders in a thread while the next runs."
+    "Run each stage whose key or outputs changed, and every stage after it (each one with `force`); `stages` is updated. Each stage's HTML renders in a thread while the next runs."
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:
         renders = []
         for nb in nbs:
             if not _run_one(nb, keys, stages, run, report_dir, force, log): continue
+            force = True    # every later stage is redone too: its inputs may have changed (the caches inside keep that cheap)
             s = stages[stage_name(nb)]
             if s.get('html'): renders.append(pool.submit(render_html, run.path/s['notebook'], report_dir/s['html']))
             if s['status'] == 'failed':

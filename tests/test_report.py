@@ -185,3 +185,16 @@ def test_kill_9_of_orion_leaves_no_worker(tmp_path, pipe):
     t0 = time.time()
     while any(map(_alive, [kernel, *workers])) and time.time() - t0 < 20: time.sleep(0.2)
     assert not any(map(_alive, [kernel, *workers])), f'still running after kill -9 of orion: {[q for q in [kernel, *workers] if _alive(q)]}'
+
+def test_missing_or_changed_output_reruns_its_stage_and_later(tmp_path, pipe):
+    "A stage is unchanged only while the files it wrote are as it left them: deleting or editing one redoes it and every later stage."
+    count = lambda s: (tmp_path/'runs/r'/s/'count.txt').read_text()
+    run(tmp_path, pipe, 'run_name: r\n')
+    (tmp_path/'runs/r/00_a/count.txt').unlink()                       # a deleted output
+    run(tmp_path, pipe, 'run_name: r\n')
+    assert (count('00_a'), count('01_b')) == ('x', 'xx')
+    with open(tmp_path/'runs/r/01_b/count.txt', 'a') as f: f.write('y')   # an output changed in place
+    run(tmp_path, pipe, 'run_name: r\n')
+    assert (count('00_a'), count('01_b')) == ('x', 'xxyx')
+    run(tmp_path, pipe, 'run_name: r\n')                              # untouched: nothing redone
+    assert (count('00_a'), count('01_b')) == ('x', 'xxyx')
