@@ -12,9 +12,9 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['RUN_PID', 'STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash',
-           'model_hash', 'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_hash',
-           'set_seed', 'die_with_parent', 'DataError', 'read_jsonl', 'atomic_write_text', 'write_jsonl', 'JsonlStore',
-           'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag', 'RunDir']
+           'model_hash', 'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_text',
+           'code_hash', 'set_seed', 'die_with_parent', 'DataError', 'read_jsonl', 'atomic_write_text', 'write_jsonl',
+           'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -94,10 +94,21 @@ def module_closure(names: Iterable[str], pkg_dir=None) -> set[str]:
     return seen
 
 # %% ../nbs/00_core.ipynb #390631e1
+def code_text(source: str) -> str:
+    "What a code key sees of a module: its syntax tree without docstrings, comments or layout, so a documentation edit redoes nothing."
+    import ast
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, 'body', None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and isinstance(body[0], ast.Expr) \
+           and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
 def code_hash(names: Iterable[str], pkg_dir=None, n: int = 16) -> str:
-    "Hash of the source of modules `names` and of every `orion_nb` module they import."
+    "Hash of the code (`code_text`) of modules `names` and of every `orion_nb` module they import."
     pkg_dir = Path(pkg_dir or package_dir())
-    return stable_hash({m: (pkg_dir/f'{m}.py').read_text() for m in sorted(module_closure(names, pkg_dir))}, n)
+    return stable_hash({m: code_text((pkg_dir/f'{m}.py').read_text()) for m in sorted(module_closure(names, pkg_dir))}, n)
 
 # %% ../nbs/00_core.ipynb #db05c1cc
 def set_seed(seed: int) -> None:

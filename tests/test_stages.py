@@ -76,3 +76,17 @@ def test_generator_short_teacher_and_corrector(tmp_path, student):
     sm = correction_summary(c)
     assert (sm['attempts_corrected'], sm['corrections'], sm['kept']) == (3, 6, 0)
     assert len((tmp_path/'c.jsonl').read_text().splitlines()) == 6
+
+def test_documentation_edit_in_generate_redoes_nothing(tmp_path):
+    "A docstring or comment edit in generate.py keeps every code key (stages', generation stores'); a code edit changes them."
+    import shutil
+    from orion_nb.core import code_hash, package_dir
+    pkg = tmp_path/'orion_nb'; shutil.copytree(package_dir(), pkg, ignore=shutil.ignore_patterns('__pycache__'))
+    before = code_hash(['generate'], pkg)
+    src = (pkg/'generate.py').read_text()
+    doc = '"How to sample; every backend reads these fields the same way."'
+    assert doc in src
+    (pkg/'generate.py').write_text(src.replace(doc, '"What decides the samples."').replace('\n', '  # a comment\n', 1))
+    assert code_hash(['generate'], pkg) == before
+    (pkg/'generate.py').write_text(src.replace('def greedy(', 'def greedy_(', 1))
+    assert code_hash(['generate'], pkg) != before
