@@ -4,13 +4,13 @@
 
 # %% ../nbs/45_params.ipynb #d0c439ba
 from __future__ import annotations
-import importlib, os, re
+import importlib, math, os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RUN_KEYS', 'CHOICES', 'RANGES', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS',
-           'MODEL_PARAMS', 'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range', 'declared_defaults',
-           'param_errors', 'check_params']
+__all__ = ['MAX_PARAMS_BYTES', 'RUN_KEYS', 'CHOICES', 'RANGES', 'SIZE_COST', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS',
+           'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'ParamFile', 'load_params', 'allowed_values',
+           'range_of', 'in_range', 'declared_defaults', 'run_name_error', 'param_errors', 'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
 class ParamFile(dict):
@@ -24,15 +24,22 @@ class ParamFile(dict):
         return f'{src}:{self.lines[name]}' if name in self.lines else str(src)
 
 # %% ../nbs/45_params.ipynb #46cd0da0
+MAX_PARAMS_BYTES = 1 << 20   # a larger parameter file is refused unread (a real one is a few kB)
+
 def load_params(path: str | os.PathLike) -> ParamFile:
-    "A flat parameter file (YAML) with each name's line; not a mapping, bad YAML or a repeated name is an error naming the file."
+    "A flat parameter file (YAML) with each name's line; too large, not a mapping, bad YAML, a YAML alias or a repeated name is an error naming the file."
     import yaml
     path = Path(path)
+    if path.is_file() and (size := path.stat().st_size) > MAX_PARAMS_BYTES:
+        raise ValueError(f'{path}: {size:,} bytes, larger than {MAX_PARAMS_BYTES:,}: not a parameter file')
     try: text = path.read_text(encoding='utf-8')
     except UnicodeDecodeError as e:
         raise ValueError(f'{path}:{e.object[:e.start].count(10) + 1}: not UTF-8 text (byte {e.start})') from None
-    try: node, params = yaml.compose(text), yaml.safe_load(text)
-    except yaml.YAMLError as e: raise ValueError(f'{path}: not valid YAML: {e}') from None
+    try:
+        if alias := next((e for e in yaml.parse(text, Loader=yaml.SafeLoader) if isinstance(e, yaml.AliasEvent)), None):   # no expansion bombs
+            raise ValueError(f'{path}:{alias.start_mark.line + 1}: YAML aliases (*{alias.anchor}) are not allowed in a parameter file: write the value out')
+        node, params = yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as e: raise ValueError(f'{path}: not valid YAML: {str(e)[:500]}') from None
     if not isinstance(params, dict): raise ValueError(f'{path}: expected a mapping of parameter names to values')
     lines, dup = {}, []
     for k, _ in node.value:
@@ -58,22 +65,23 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'student_gates': ('orion_nb.student', 'GATE_POLICIES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
-RANGES = {'train_n': '>= 1', 'world_test_n': '>= 0', 'benchmark_n': '>= 0', 'grade_workers': '>= 1',
-          'teacher_k': '>= 1', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '>= 1',
-          'gen_batch_size': '>= 1', 'exposure_k': '>= 1', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '>= 1',
-          'reflect_m': '>= 1', 'reflect_temperature': '>= 0', 'attempts_per_question': '>= 1', 'long_share': '0..1',
-          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '>= 0', 'sft_batch_size': '>= 1', 'sft_max_length': '>= 1', 'sft_nproc': '>= 1',
-          'seeds': '>= 0', 'eval_n': '>= 1', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '>= 1', 'eval_k': '>= 1',
-          'n_boot': '>= 1', 'claim_margin': '0..1', 'nll_examples': '>= 0', 'eval_top_p': '0..1',
-          'eval_n_by_set': '>= 1', 'eval_max_new_tokens_by_set': '>= 1', 'vllm_tensor_parallel_size': '>= 1',
-          'vllm_data_parallel_size': '>= 1', 'vllm_max_model_len': '>= 0', 'vllm_gpu_memory_utilization': '0..1',
-          'teacher_top_p': '0..1', 'teacher_max_concurrency': '>= 1', 'teacher_timeout': '> 0', 'teacher_max_retries': '>= 0',
+RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': '0..100000', 'grade_workers': '1..1024',
+          'teacher_k': '1..1024', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '1..1000000',
+          'gen_batch_size': '1..65536', 'exposure_k': '1..1024', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '1..1000000',
+          'reflect_m': '1..1024', 'reflect_temperature': '>= 0', 'attempts_per_question': '1..1024', 'long_share': '0..1',
+          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_batch_size': '1..65536', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
+          'seeds': '0..4294967295', 'eval_n': '1..1024', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '1..1000000', 'eval_k': '1..1024',
+          'n_boot': '1..1000000', 'claim_margin': '0..1', 'nll_examples': '0..1000000', 'eval_top_p': '0..1',
+          'eval_n_by_set': '1..1024', 'eval_max_new_tokens_by_set': '1..1000000', 'vllm_tensor_parallel_size': '1..1024',
+          'vllm_data_parallel_size': '1..1024', 'vllm_max_model_len': '0..10000000', 'vllm_gpu_memory_utilization': '0..1',
+          'teacher_top_p': '0..1', 'teacher_max_concurrency': '1..10000', 'teacher_timeout': '> 0', 'teacher_max_retries': '0..100',
           'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0',
-          'short_k': '>= 1', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '>= 1',
-          'correction_attempts': '>= 1', 'correction_k': '>= 1', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '>= 1',
-          'lema_per_question': '>= 1', 'judge_n': '>= 1', 'judge_max_new_tokens': '>= 1',
-          'train_workers': '>= 1', 'train_threads': '>= 1', 'eval_workers': '>= 1', 'eval_threads': '>= 1', 'sft_multi_gpu_above': '> 0',
-          'gen_workers': '>= 1', 'gen_threads': '>= 1', 'gen_shards': '>= 1', 'journey_n': '>= 0'}
+          'short_k': '1..1024', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '1..1000000',
+          'correction_attempts': '1..1024', 'correction_k': '1..1024', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '1..1000000',
+          'lema_per_question': '1..1024', 'judge_n': '1..1024', 'judge_max_new_tokens': '1..1000000',
+          'train_workers': '1..1024', 'train_threads': '1..1024', 'eval_workers': '1..1024', 'eval_threads': '1..1024', 'sft_multi_gpu_above': '> 0',
+          'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000'}
+SIZE_COST = 'a size: every unit is generated, sampled, trained on or kept in memory, so the bound is what a run could afford'   # said with an out-of-range size
 AUTO = ('train_workers', 'eval_workers', 'gen_workers')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
@@ -93,8 +101,8 @@ def allowed_values(name: str) -> list | None:
     return list(getattr(importlib.import_module(mod), attr))
 
 def range_of(name: str) -> str | None:
-    "The range parameter `name` (or each of its items) must lie in: `RANGES`, or `>= 0` for a seed."
-    return RANGES.get(name) or ('>= 0' if name.endswith('_seed') else None)
+    "The range parameter `name` (or each of its items) must lie in: `RANGES`, or a 32-bit unsigned integer for a seed."
+    return RANGES.get(name) or ('0..4294967295' if name.endswith('_seed') else None)
 
 # %% ../nbs/45_params.ipynb #20d0ab51
 def in_range(v, rule: str) -> bool:
@@ -134,32 +142,54 @@ def _by_set_error(k: str, v: dict) -> str | None:
     return None
 
 # %% ../nbs/45_params.ipynb #944bf7df
+def _shown(v) -> str:
+    "`repr(v)`, cut short: a message quotes a value, never a whole hostile one."
+    import reprlib
+    r = reprlib.Repr(); r.maxstring = r.maxother = 80; r.maxlist = r.maxdict = 6; r.maxlevel = 3
+    return r.repr(v)
+
+PLAIN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')   # a run's name: a folder under runs/ and reports/, never a path
+
+def run_name_error(name: str) -> str | None:
+    "What is wrong with a run's name: anything but a plain folder name (letters, digits, '.', '_', '-'; not starting with '.')."
+    if PLAIN_NAME.fullmatch(name): return None
+    return f"{_shown(name)} is not a plain name (letters, digits, '.', '_', '-', not starting with '.'): it names the run's folders under runs/ and reports/"
+
 def _type_error(k: str, v, declared: dict) -> str | None:
     "A name's problem before its value: a run key's type, an unknown name, no value, or the wrong type."
-    if k in RUN_KEYS: return None if isinstance(v, RUN_KEYS[k]) else f'expected {RUN_KEYS[k].__name__}, got {type(v).__name__} ({v!r})'
+    if k in RUN_KEYS:
+        if not isinstance(v, RUN_KEYS[k]): return f'expected {RUN_KEYS[k].__name__}, got {type(v).__name__} ({_shown(v)})'
+        return run_name_error(v) if k == 'run_name' else None
     if k not in declared:
         import difflib
         close = difflib.get_close_matches(k, list(declared), n=1)
         return 'unknown parameter' + (f" (did you mean '{close[0]}'?)" if close else '')
     t, d = _literal_type(declared[k]['default']), declared[k]['default']
     if v is None: return None if d == 'None' else f'has no value (the default is {d}): give one, or remove the line'
-    if k in AUTO: return None if v == 'auto' or _is(v, int) else f"expected 'auto' or an integer, got {type(v).__name__} ({v!r})"
-    if t in _TYPES and not _is(v, _TYPES[t]): return f'expected {t} (default {d}), got {type(v).__name__} ({v!r})'
+    if k in AUTO: return None if v == 'auto' or _is(v, int) else f"expected 'auto' or an integer, got {type(v).__name__} ({_shown(v)})"
+    if t in _TYPES and not _is(v, _TYPES[t]): return f'expected {t} (default {d}), got {type(v).__name__} ({_shown(v)})'
     return None
 
 # %% ../nbs/45_params.ipynb #24503946
+def _out_of_range(x, r: str) -> str:
+    "The message for number `x` outside range `r`; a size past its bound says why it has one (`SIZE_COST`)."
+    hi = float(r.split('..')[1]) if '..' in r else math.inf
+    return f'{x!r} out of range; must be {r}' + (f' ({SIZE_COST})' if hi >= 1024 and x > hi else '')
+
 def _value_error(k: str, v) -> str | None:
     "What is wrong with a well-typed value: a choice, a range, a list's items (type, range, repeats, emptiness), a prompt's placeholders."
     items = v if isinstance(v, list) else [v]
+    if bad := [x for x in (list(v.values()) if isinstance(v, dict) else items) if isinstance(x, float) and not math.isfinite(x)]:
+        return f'{bad[0]!r} is not a finite number'
     if isinstance(v, list):
         if not v and k in NONEMPTY: return 'is empty; give at least one value'
         if k in ITEMS and (bad := [x for x in v if not _is(x, ITEMS[k])]): return f'expected a list of {ITEMS[k].__name__}, got {bad[0]!r}'
         if len(set(map(repr, v))) < len(v): return f'repeats {next(x for i, x in enumerate(v) if x in v[:i])!r}'
     if k in BY_SET and (e := _by_set_error(k, v)): return e
     if (ok := allowed_values(k)) is not None and (bad := [x for x in items if x not in ok]):
-        return f"{', '.join(map(repr, bad))} not allowed; choose from {', '.join(map(str, ok))}"
+        return f"{', '.join(map(_shown, bad[:5]))}{' ...' if len(bad) > 5 else ''} not allowed; choose from {', '.join(map(str, ok))}"
     if (r := range_of(k)) and (bad := [x for x in items if _is(x, (int, float)) and not in_range(x, r)]):
-        return f'{bad[0]!r} out of range; must be {r}'
+        return _out_of_range(bad[0], r)
     if k in PROMPTS and isinstance(v, str) and (got := set(re.findall(r'\{([a-z_]+)\}', v))) != set(PROMPTS[k]):
         return f"placeholders {sorted(got)}; the prompt must hold exactly {{{'}, {'.join(PROMPTS[k])}}}"
     return None

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import (COMMON, RUN_PID, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
                           package_modules, package_versions, stable_hash)
 from .jobs import cores
-from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params
+from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params, run_name_error
 
 # %% auto #0
 __all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'parameters_cell', 'declared_parameters', 'stage_name',
@@ -220,8 +220,10 @@ def _flat(declared: dict) -> dict:
     return {k: v for d in declared.values() for k, v in d.items()}
 
 def _run_name(params: dict, params_path) -> str:
-    "The run's name: `run_name`, else the parameter file's name."
-    return params.get('run_name', Path(params_path).stem)
+    "The run's name: `run_name`, else the parameter file's name; a plain name (`params.run_name_error`), never a path."
+    name = params.get('run_name', Path(params_path).stem)
+    if e := run_name_error(str(name)): raise ValueError(f"{params_path}: the run's name (run_name, else the file's name) {e}")
+    return name
 
 def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
     "The run directory and the report folder, named after the run (`_run_name`)."

@@ -57,3 +57,30 @@ def test_quick_commands_import_no_heavy_library(cmd, tmp_path):
     r = subprocess.run([sys.executable, '-c', code, *[c.format(tmp=tmp_path) for c in cmd]], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert 'HEAVY []' in r.stdout, r.stdout
+
+HOSTILE = {
+    'billion laughs': ("run_name: t\n" + "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n"
+                       + ''.join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip('abcdefgh', 'bcdefghi'))
+                       + "seeds: *i\n", 'YAML aliases'),
+    'run name escapes': ('run_name: ../../elsewhere\n', "parameter 'run_name': '../../elsewhere' is not a plain name"),
+    'empty run name': ('run_name: ""\n', "parameter 'run_name': '' is not a plain name"),
+    'infinite float': ('sft_lr: .inf\n', "parameter 'sft_lr': inf is not a finite number"),
+    'nan float': ('exposure_temperature: .nan\n', "parameter 'exposure_temperature': nan is not a finite number"),
+    'huge size': ('train_n: 1000000000000\n', "parameter 'train_n': 1000000000000 out of range; must be 1..1000000"),
+}
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_hostile_parameter_files_are_refused_at_once(name, tmp_path, capsys):
+    "Hostile or absurd values stop `orion check` in well under a second, with a short message naming the file, line and parameter."
+    import time
+    text, msg = HOSTILE[name]
+    f = tmp_path/'h.yaml'; f.write_text(text)
+    t = time.time(); code = main(['check', str(f)]); secs = time.time() - t
+    err = capsys.readouterr().err
+    assert code == 2 and msg in err and f'{f}:' in err, err[:2000]
+    assert secs < 5 and len(err) < 2000, (secs, len(err))
+
+def test_parameter_file_size_is_bounded(tmp_path, capsys):
+    f = tmp_path/'big.yaml'; f.write_text('run_name: t\n' + '# padding\n' * 200_000)
+    assert main(['check', str(f)]) == 2
+    assert 'larger than' in capsys.readouterr().err
