@@ -15,7 +15,7 @@ from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declare
 # %% auto #0
 __all__ = ['LOGS', 'LIVE', 'REPORT_ENV', 'pipeline_notebooks', 'parameters_cell', 'declared_parameters', 'stage_name',
            'render_html', 'ipc_kernel_manager', 'stop_kernels', 'notebook_modules', 'param_content', 'stage_keys',
-           'StageFailed', 'child_cpu_seconds', 'run_stage', 'outputs_key', 'run_pipeline', 'publish_facts',
+           'StageFailed', 'child_cpu_seconds', 'run_stage', 'run_lock', 'outputs_key', 'run_pipeline', 'publish_facts',
            'write_index', 'main']
 
 # %% ../nbs/50_report.ipynb #532c8dbc
@@ -225,6 +225,19 @@ def _run_name(params: dict, params_path) -> str:
     if e := run_name_error(str(name)): raise ValueError(f"{params_path}: the run's name (run_name, else the file's name) {e}")
     return name
 
+@contextmanager
+def run_lock(path: Path):
+    "Hold `path/.lock` (flock) while a run writes there: a second `orion run` on the same folder is refused, naming the first."
+    import fcntl
+    f = open(Path(path)/'.lock', 'a+')       # not inherited by the processes the run starts; released by the system if it is killed
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0); who = f.read().strip() or 'pid unknown'; f.close()
+        raise ValueError(f'{path} is being written by another orion run ({who}): wait for it to end, or stop it') from None
+    f.seek(0); f.truncate(); f.write(f'pid {os.getpid()}'); f.flush()
+    try: yield
+    finally: f.close()
+
 def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
     "The run directory and the report folder, named after the run (`_run_name`)."
     name = _run_name(params, params_path)
@@ -324,11 +337,12 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
     keys = stage_keys(list(declared), declared, resolved, run_path)   # chained over every stage, whichever run now
     if dry_run: return _dry_run(nbs, keys, declared, resolved, run_path, log)
     run, report_dir = _run_dirs(params, params_path, runs_dir, reports_dir)
-    stages = dict(run.manifest().get('stages', {}))
-    _record_facts(run, params, shown, declared, report_dir)
-    _run_stages(nbs, keys, stages, run, report_dir, force, log)
-    run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
-    index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])
+    with run_lock(run.path):
+        stages = dict(run.manifest().get('stages', {}))
+        _record_facts(run, params, shown, declared, report_dir)
+        _run_stages(nbs, keys, stages, run, report_dir, force, log)
+        run.update_manifest(stages=stages, last_run_seconds=round(time.time() - t_start, 2))
+        index = write_index(run, report_dir, [stage_name(nb) for nb in nbs])
     log(f'[orion] report: {index}')
     return index
 

@@ -198,3 +198,24 @@ def test_missing_or_changed_output_reruns_its_stage_and_later(tmp_path, pipe):
     assert (count('00_a'), count('01_b')) == ('x', 'xxyx')
     run(tmp_path, pipe, 'run_name: r\n')                              # untouched: nothing redone
     assert (count('00_a'), count('01_b')) == ('x', 'xxyx')
+
+def test_second_run_on_the_same_folder_is_refused(tmp_path, pipe, capsys):
+    "Two `orion run` on one run folder: the second says so and exits, writing nothing; the first goes on."
+    import signal, time
+    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
+            "import time, pathlib\nt = pathlib.Path(run_dir)/'ticks'\nwhile True:\n    t.open('a').write('x'); time.sleep(0.1)")
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
+    args = ['run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')]
+    p = orion_cli(*args)
+    try:
+        ticks, t0 = tmp_path/'runs/r/ticks', time.time()
+        while not ticks.exists() and time.time() - t0 < 120: time.sleep(0.2)
+        assert ticks.exists(), 'the first run never reached its second stage'
+        m = (tmp_path/'runs/r/manifest.json').read_text()
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert 'is being written by another orion run' in err and f'pid {p.pid}' in err, err
+        assert (tmp_path/'runs/r/manifest.json').read_text() == m and (tmp_path/'runs/r/00_a/count.txt').read_text() == 'x'
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM); p.communicate(timeout=60)
