@@ -151,13 +151,25 @@ class DataError(ValueError):
         super().__init__(f'{where}: {what}' if where else what)
 
 # %% ../nbs/00_core.ipynb #11997d7e
+def _lone_surrogate(v, field: str = '') -> tuple[str, str, int] | None:
+    "The first lone surrogate in the strings of `v` (JSON allows `\\ud800`, text does not): (field, the surrogate, its 1-based position)."
+    if isinstance(v, str):
+        if v.isascii(): return None
+        try: v.encode('utf-8'); return None
+        except UnicodeEncodeError as e: return field, v[e.start], e.start + 1
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        if got := _lone_surrogate(x, f'{field}.{k}' if isinstance(k, str) and field else k if isinstance(k, str) else f'{field}[{k}]'): return got
+    return None
+
 def _json_line(raw: bytes, path, i: int) -> dict:
-    "One JSONL line as a dict; a `DataError` naming `path:i` for bad UTF-8, bad JSON or a value that is not an object."
+    "One JSONL line as a dict; a `DataError` naming `path:i` for bad UTF-8, bad JSON, a lone surrogate or a value that is not an object."
     try: line = raw.decode('utf-8')
     except UnicodeDecodeError as e: raise DataError(f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})', path, i) from None
     try: rec = json.loads(line)
     except json.JSONDecodeError as e: raise DataError(f'invalid JSON ({e.msg} at column {e.colno})', path, i) from None
     if not isinstance(rec, dict): raise DataError(f'expected a JSON object, got {type(rec).__name__}', path, i)
+    if bad := _lone_surrogate(rec): raise DataError(f'holds a lone surrogate (\\u{ord(bad[1]):04x}) at character {bad[2]}: not text', path, i, bad[0])
     return rec
 
 def read_jsonl(path: str | os.PathLike,

@@ -98,8 +98,12 @@ def check_example(ex: dict, path=None, line=None) -> dict:
     return ex
 
 def load_examples(path) -> list[dict]:
-    "Prompt–completion examples from a JSONL file, each checked."
-    return [check_example(ex, path, i) for i, ex in read_jsonl(path)]
+    "Prompt–completion examples from a JSONL file, each checked, their ids unique."
+    out, first = [], {}
+    for i, ex in read_jsonl(path):
+        out.append(check_example(ex, path, i))
+        if (j := first.setdefault(json.dumps(ex['id'], sort_keys=True), i)) != i: raise DataError(f"duplicate id {ex['id']!r} (first at line {j})", path, i, 'id')
+    return out
 
 # %% ../nbs/20_sft.ipynb #17fc7b60
 def example_length(tokenizer, ex: dict) -> int:

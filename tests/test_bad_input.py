@@ -108,6 +108,8 @@ ROWS = [   # (case, loader, file bytes, line, field, message)
     ('null trace', 'traces', b'{"id": "q1", "trace": null}\n', 1, 'trace', r'is missing'),
     ('empty trace', 'traces', b'{"id": "q1", "trace": "  "}\n', 1, 'trace', r'is empty'),
     ('trace without id', 'traces', b'{"trace": "t"}\n', 1, 'id', r'is missing'),
+    ('lone surrogate in a question', 'aime24', aime(problem='What is \ud800 1+1?').encode(), 1, 'problem', r'a lone surrogate \(\\ud800\) at character 9'),
+    ('lone surrogate in a trace', 'traces', b'{"id": "q1", "trace": "ok"}\n{"id": "q2", "trace": "x\\udfff"}\n', 2, 'trace', r'a lone surrogate \(\\udfff\) at character 2'),
 ]
 
 @pytest.mark.parametrize('case,loader,data,line,field,msg', ROWS, ids=[r[0] for r in ROWS])
@@ -134,3 +136,11 @@ def test_extra_limits_are_named_options(tmp_path):
     assert len(load_benchmark('aime24', f)) == 1
     with pytest.raises(DataError, match=r"field 'problem': 50 characters, more than max_chars\['question'\]=10"):
         load_benchmark('aime24', f, max_chars={'question': 10})
+
+
+def test_duplicate_training_example_ids_are_located(tmp_path):
+    "Two training examples with one id: the file, the second line and the field, naming the first."
+    from orion_nb.sft import load_examples
+    ex = lambda i, a: json.dumps({'id': i, 'prompt': [{'role': 'user', 'content': 'q'}], 'completion': [{'role': 'assistant', 'content': a}]})
+    f = tmp_path/'train.jsonl'; f.write_text(ex('a', '1') + '\n' + ex('b', '2') + '\n\n' + ex('a', '3') + '\n')
+    with pytest.raises(DataError, match=re.escape(f"{f}:4: field 'id': duplicate id 'a' (first at line 1)")): load_examples(f)
