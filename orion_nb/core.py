@@ -105,10 +105,15 @@ def code_text(source: str) -> str:
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
+@functools.lru_cache(maxsize=256)
+def _code_digest(source: str) -> str:
+    "sha256 of `code_text(source)`, remembered per source: a run keys ten stages over the same modules."
+    return hashlib.sha256(code_text(source).encode()).hexdigest()
+
 def code_hash(names: Iterable[str], pkg_dir=None, n: int = 16) -> str:
     "Hash of the code (`code_text`) of modules `names` and of every `orion_nb` module they import."
     pkg_dir = Path(pkg_dir or package_dir())
-    return stable_hash({m: code_text((pkg_dir/f'{m}.py').read_text()) for m in sorted(module_closure(names, pkg_dir))}, n)
+    return stable_hash({m: _code_digest((pkg_dir/f'{m}.py').read_text()) for m in sorted(module_closure(names, pkg_dir))}, n)
 
 # %% ../nbs/00_core.ipynb #db05c1cc
 def set_seed(seed: int) -> None:
