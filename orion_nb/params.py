@@ -69,7 +69,7 @@ RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': 
           'teacher_k': '1..1024', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '1..1000000',
           'gen_batch_size': '1..65536', 'exposure_k': '1..1024', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '1..1000000',
           'reflect_m': '1..1024', 'reflect_temperature': '>= 0', 'attempts_per_question': '1..1024', 'long_share': '0..1',
-          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_batch_size': '1..65536', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
+          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_save_total_limit': '1..1000', 'sft_batch_size': '1..65536', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
           'seeds': '0..4294967295', 'eval_n': '1..1024', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '1..1000000', 'eval_k': '1..1024',
           'n_boot': '1..1000000', 'claim_margin': '0..1', 'nll_examples': '0..1000000', 'eval_top_p': '0..1',
           'eval_n_by_set': '1..1024', 'eval_max_new_tokens_by_set': '1..1000000', 'vllm_tensor_parallel_size': '1..1024',

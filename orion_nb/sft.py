@@ -45,6 +45,7 @@ class SFTParams:
     gradient_checkpointing: str = 'auto'  # recompute activations in the backward pass: 'auto' (on GPUs, TRL's default; off on CPUs), 'on', 'off'
     seed: int = 0                    # data order and initialisation of new weights
     save_steps: int = 0              # checkpoint every N steps, so a killed training resumes (0: only the final model)
+    save_total_limit: int = 1        # checkpoints kept while training (the newest); all are removed once the final model is saved
     ddp_backend: str | None = None   # None: torch's choice ('nccl' on GPUs); 'gloo' for CPU processes
     report_to: str = 'none'          # transformers integrations to log to: 'none', 'tensorboard', 'trackio', 'wandb', ...
     extra: dict = field(default_factory=dict)  # any other `trl.SFTConfig` field, e.g. {'neftune_noise_alpha': 5.0}
@@ -156,7 +157,7 @@ def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
 _FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'warmup', 'lr_scheduler_type': 'scheduler',
          'per_device_train_batch_size': 'batch_size', 'gradient_accumulation_steps': 'grad_accum', 'weight_decay': 'weight_decay',
          'max_grad_norm': 'max_grad_norm', 'bf16': 'precision', 'fp16': 'precision', 'seed': 'seed', 'data_seed': 'seed',
-         'save_steps': 'save_steps', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
+         'save_steps': 'save_steps', 'save_total_limit': 'save_total_limit', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
          'train_sampling_strategy': 'sampling', 'gradient_checkpointing': 'gradient_checkpointing'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
 
 def _config_kwargs(p: SFTParams, out_dir) -> dict:
@@ -170,7 +171,7 @@ def _config_kwargs(p: SFTParams, out_dir) -> dict:
                 train_sampling_strategy='group_by_length' if s == 'group_by_length' else 'random',
                 **precision_flags(p.precision), gradient_checkpointing=checkpointing_flag(p.gradient_checkpointing), seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
                 save_strategy='steps' if p.save_steps else 'no', save_steps=p.save_steps or 500,
-                save_only_model=False, report_to=p.report_to, ddp_backend=p.ddp_backend,
+                save_only_model=False, save_total_limit=p.save_total_limit, report_to=p.report_to, ddp_backend=p.ddp_backend,
                 use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False)
 
 # %% ../nbs/20_sft.ipynb #e0874cf6
@@ -255,21 +256,23 @@ def overlength_questions(model_path, example_files: dict, max_length: int) -> di
 def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, seconds: float, world_size: int, resume) -> dict:
     "What a training returns and saves: its inputs, the audit, what was dropped, and how it went (its CPU `threads` too)."
     import torch
-    return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling),
+    return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling, p.attn_implementation),
                 audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
                 n_train=n_train, steps=result.global_step, train_loss=result.training_loss,
                 seconds=seconds, world_size=world_size, resumed_from=resume, pid=os.getpid(), threads=torch.get_num_threads())
 
 # %% ../nbs/20_sft.ipynb #b683dc44
 def _finish(trainer, out_dir: Path, summary: dict, merge: bool) -> None:
-    "The final model from every process (FSDP and DeepSpeed gather it), LoRA merged when `merge`; its tokenizer and `summary` from the main one."
-    import torch
+    "The final model from every process (FSDP and DeepSpeed gather it), LoRA merged when `merge`; its tokenizer and `summary` from the main one; then no checkpoint is kept."
+    import shutil, torch
     trainer.save_model(str(out_dir/('adapter' if merge else 'model')))   # a collective call: every rank takes part
     if trainer.is_world_process_zero():
         if merge: _merge_adapter(summary['model_path'], out_dir/'adapter', out_dir/'model')
         trainer.processing_class.save_pretrained(out_dir/'model')
         atomic_write_text(out_dir/'sft_summary.json', json.dumps(summary, indent=1) + '\n')
     if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.barrier()
+    if trainer.is_world_process_zero():   # the model is saved: its checkpoints (weights and optimizer states, ~12x a model's bf16 size) go
+        for c in out_dir.glob('checkpoint-*'): shutil.rmtree(c, ignore_errors=True)
 
 def _merge_adapter(base, adapter: Path, out: Path) -> None:
     "The base model with the LoRA adapter at `adapter` merged in, saved to `out` (fp32, as trained)."

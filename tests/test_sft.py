@@ -190,6 +190,22 @@ def test_killed_training_resumes(base, tmp_path):
     assert s['resumed_from'] and 'checkpoint-' in s['resumed_from'] and s['steps'] == 32
     steps = [json.loads(l)['step'] for l in open(tmp_path/'out'/'trainer_log.jsonl')]
     assert steps == list(range(1, 33))                                       # every step logged once
+    assert not list((tmp_path/'out').glob('checkpoint-*'))                   # a finished training keeps no checkpoint
+
+def test_checkpoints_are_bounded_while_training(base, tmp_path):
+    "At most `save_total_limit` (default 1) checkpoints exist during a training, and none once it has finished."
+    from orion_nb.sft import StepLog
+    seen = []
+    class Count(StepLog):
+        def on_save(self, args, state, control, **kw): seen.append(len(list(Path(args.output_dir).glob('checkpoint-*'))))
+    from orion_nb.sft import _callback
+    s = train_sft(base[0], examples(16), tmp_path/'out', dict(epochs=2, batch_size=2, lr=1e-2, max_length=128, save_steps=2),
+                  callbacks=[_callback(Count)(tmp_path/'x.jsonl')])
+    assert s['steps'] == 16 and len(seen) >= 7 and max(seen) <= 2, seen     # the new one is written before the oldest goes
+    assert sorted(p.name for p in (tmp_path/'out').iterdir() if p.name.startswith('checkpoint-')) == []
+    assert (tmp_path/'out'/'model'/'config.json').is_file()
+    from orion_nb.sft import sft_config
+    assert sft_config(SFTParams(), tmp_path).save_total_limit == 1 and sft_config(SFTParams(save_total_limit=3), tmp_path).save_total_limit == 3
 
 def test_lora_has_its_own_lr_and_config_passes_through(base, tmp_path):
     "LoRA trains at `lora_lr`; any SFTConfig field can be set through `extra` (unknown names refused); report_to is a setting."
@@ -205,6 +221,14 @@ def test_padding_free_only_with_flash_attention():
     from orion_nb.sft import pick_sampling
     assert pick_sampling('auto', 'sdpa') == 'group_by_length'
     with pytest.raises(ValueError, match='padding_free needs a flash attention implementation'): pick_sampling('padding_free', 'sdpa')
+
+def test_padding_free_training_summary_is_written():
+    "A padding-free training under flash attention reaches its summary (it raised there, losing the finished training)."
+    from types import SimpleNamespace
+    from orion_nb.sft import _summary
+    p = SFTParams(sampling='padding_free', attn_implementation='flash_attention_2')
+    s = _summary('m', p, dict(n=1, tokens=9, max=9, mean=9.0, max_length=99, over=[]), 1, SimpleNamespace(global_step=1, training_loss=0.5), 1.0, 1, None)
+    assert s['sampling'] == 'padding_free'
 
 def test_gpu_bench_skips_or_runs():
     "bench/gpu.py: without a GPU it says so and exits 0 (with one, it prints its figures)."
