@@ -446,7 +446,10 @@ def main(argv=None):
         if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force, dry_run=a.dry_run); return 0
         return _check_files(a.params, a.notebooks)
     except StageFailed as e: print(f'orion: {e}', file=sys.stderr); return 1
-    except KeyboardInterrupt as e: print(f'orion: interrupted ({e or "SIGINT"}); rerun to resume', file=sys.stderr); return 130
+    except KeyboardInterrupt as e:
+        import logging   # papermill's cell task, cut short, would be reported by asyncio at exit (150-270 lines): one line says it all
+        logging.getLogger('asyncio').disabled = True
+        print(f'orion: interrupted ({e or "SIGINT"}); rerun to resume', file=sys.stderr); return 130
     except (ValueError, FileNotFoundError) as e:
         print(f'orion: {e}', file=sys.stderr); return 2
     finally:

@@ -1,5 +1,5 @@
 "`orion run`: validation before work, papermill stages, HTML reports, unchanged stages not redone, resume."
-import json, re, subprocess, sys
+import json, re, subprocess, sys, textwrap
 from pathlib import Path
 import nbformat, pytest
 from orion_nb.report import run_pipeline, main
@@ -219,3 +219,19 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path, pipe, capsys):
         assert p.poll() is None
     finally:
         p.send_signal(signal.SIGTERM); p.communicate(timeout=60)
+
+def test_interrupted_run_says_one_line(tmp_path):
+    "An interrupt that leaves papermill's cell task unretrieved (as a kill during 03_exposure did: 150-270 lines of asyncio) prints one line."
+    code = textwrap.dedent('''
+        import asyncio, sys
+        import orion_nb.report as R
+        def interrupted(*a, **kw):
+            async def cell(): raise RuntimeError('CellExecutionError: the cell was interrupted')
+            loop = asyncio.new_event_loop(); t = loop.create_task(cell()); loop.run_until_complete(asyncio.sleep(0.01))
+            R._orphan = t                   # never retrieved: asyncio reports it when the task is collected at exit
+            raise KeyboardInterrupt('SIGTERM')
+        R.run_pipeline = interrupted
+        sys.exit(R.main(['run', 'params/tiny.yaml']))
+        ''')
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and r.stderr.strip().splitlines() == ['orion: interrupted (SIGTERM); rerun to resume'], r.stderr[-2000:]
