@@ -15,7 +15,7 @@ from .teacher import sampled_cots, teacher_record
 
 # %% auto #0
 __all__ = ['SHORT_TEACHERS', 'SHORT_PROMPT', 'CORRECTORS', 'CORRECTION_PROMPT', 'scripted_short', 'attach_short',
-           'scripted_short_teacher', 'generator_short_teacher', 'parse_correction', 'correction_text',
+           'scripted_short_teacher', 'short_notes', 'generator_short_teacher', 'parse_correction', 'correction_text',
            'scripted_correction', 'attach_corrections', 'correction_jobs', 'scripted_corrections',
            'generator_corrections', 'correction_summary']
 
@@ -23,26 +23,37 @@ __all__ = ['SHORT_TEACHERS', 'SHORT_PROMPT', 'CORRECTORS', 'CORRECTION_PROMPT', 
 SHORT_TEACHERS = ('scripted', 'none', *BACKENDS)   # the short teacher: the world's stand-in, none (datasets' solutions), or a backend
 SHORT_PROMPT = "{question}\n\nSolve this concisely: one short line per step, no long deliberation. Put your final answer within \\boxed{}."
 
-def _eq(e: tuple, kind: str) -> str:
-    "An equation `(a, op, b, c)` as the world writes it: `a op b = c`, numbers in the answer's `kind`."
+def _writer(kind: str, fell: list | None = None):
+    "Numbers as the world writes them for answer kind `kind`; one that `kind` cannot write is written as a fraction (`world._writer`) and noted in `fell`."
     from orion_nb.world import fmt_num
-    return f'{fmt_num(e[0], kind)} {e[1]} {fmt_num(e[2], kind)} = {fmt_num(e[3], kind)}'
+    def f(x):
+        try: return fmt_num(x, kind)
+        except ValueError:
+            s = fmt_num(x)
+            if fell is not None: fell.append(s)
+            return s
+    return f
+
+def _eq(e: tuple, f) -> str:
+    "An equation `(a, op, b, c)` as the world writes it: `a op b = c`, numbers written by `f` (a `_writer`)."
+    return f'{f(e[0])} {e[1]} {f(e[2])} = {f(e[3])}'
 
 def scripted_short(question: str,       # a world question
                    seed: int = 0,        # which sample (the slips are drawn from question and seed)
                    slip: float = 0.1,    # chance that a step's result is off by one, carried through to the end
+                   fell: list | None = None,  # gets each value the answer's kind cannot write (so written as a fraction)
                   ) -> str:
     "A concise CoT from the world's scripted short teacher: one line per step, then the boxed answer."
-    from orion_nb.world import parse_question, step_sentences, _eqs_of, fmt_num
-    spec = parse_question(question); k = spec.kind
+    from orion_nb.world import parse_question, step_sentences, _eqs_of
+    spec = parse_question(question); f = _writer(spec.kind, fell)
     rng, a = random.Random(stable_hash([question, seed])), Fraction(spec.start)
-    lines = [f'Start: {fmt_num(a, k)} {spec.item}.']
+    lines = [f'Start: {f(a)} {spec.item}.']
     for i, (s, sent) in enumerate(zip(spec.steps, step_sentences(spec))):
         eqs = _eqs_of(a, s)
         if rng.random() < slip: x, o, y, z = eqs[-1]; eqs[-1] = (x, o, y, z + 1)
         a = eqs[-1][3]
-        lines.append(f"Step {i + 1}: {sent[:-1]}, so " + ', '.join(_eq(e, k) for e in eqs) + '.')
-    return '\n'.join(lines + [f'The answer is \\boxed{{{fmt_num(a, k)}}}.'])
+        lines.append(f"Step {i + 1}: {sent[:-1]}, so " + ', '.join(_eq(e, f) for e in eqs) + '.')
+    return '\n'.join(lines + [f'The answer is \\boxed{{{f(a)}}}.'])
 
 # %% ../nbs/15_baselines.ipynb #0f9b1352
 def attach_short(recs: Sequence[dict], cots: Sequence[Sequence[str]], source: str,
@@ -54,8 +65,15 @@ def attach_short(recs: Sequence[dict], cots: Sequence[Sequence[str]], source: st
 
 # %% ../nbs/15_baselines.ipynb #47f01c41
 def scripted_short_teacher(recs: Sequence[dict], k: int = 4, slip: float = 0.1, workers: int = 2) -> list[dict]:
-    "Short CoTs from the world's scripted short teacher: `k` samples per question, kept when right."
-    return attach_short(recs, [[scripted_short(r['question'], j, slip) for j in range(k)] for r in recs], 'scripted', workers=workers)
+    "Short CoTs from the world's scripted short teacher: `k` samples per question, kept when right; a trace lists in `as_fraction` the values its answer's kind cannot write."
+    fell = [[[] for _ in range(k)] for _ in recs]
+    cots = [[scripted_short(r['question'], j, slip, fell[i][j]) for j in range(k)] for i, r in enumerate(recs)]
+    meta = [[{'as_fraction': list(dict.fromkeys(x))} if x else {} for x in fs] for fs in fell]
+    return attach_short(recs, cots, 'scripted', meta=meta, workers=workers)
+
+def short_notes(recs: Sequence[dict]) -> dict:
+    "The scripted short teacher's counted reason: `short_as_fraction`, its CoTs where a slip left a value the answer's kind cannot write (written as a fraction)."
+    return dict(short_as_fraction=sum(bool(t.get('as_fraction')) for r in recs for t in r['short']['traces']))
 
 def generator_short_teacher(recs: Sequence[dict], gen, params, store_path, template: str = SHORT_PROMPT,
                             workers: int = 2, progress: bool = True, spend=None) -> list[dict]:
@@ -109,15 +127,17 @@ def _first_departure(chain, written) -> tuple[int, tuple | None, int | None]:
     return len(chain), (extra[0][1] if extra else None), (extra[0][0] if extra else None)
 
 # %% ../nbs/15_baselines.ipynb #2b5ea5e8
-def scripted_correction(question: str, attempt: str, answer: str) -> str | None:
+def scripted_correction(question: str, attempt: str, answer: str,
+                        fell: list | None = None,  # gets each value of the attempt the answer's kind cannot write (so written as a fraction)
+                       ) -> str | None:
     "A LEMA correction of `attempt` by the world's teacher, which knows the chain of equations; None when the attempt is right."
-    from orion_nb.world import parse_question, equations, step_sentences, _eqs_of, fmt_num
-    spec = parse_question(question); k = spec.kind; f = lambda x: fmt_num(x, k)
+    from orion_nb.world import parse_question, equations, step_sentences, _eqs_of
+    spec = parse_question(question); f = _writer(spec.kind, fell)
     chain, sents = equations(spec), step_sentences(spec)
     of_step = [i for i, s in enumerate(spec.steps) for _ in _eqs_of(Fraction(0), s)]
     written, lines = _written(attempt)
     j, wrote, line = _first_departure(chain, written)
-    eq = lambda e: _eq(e, k)
+    eq = lambda e: _eq(e, f)
     if j == len(chain) and wrote is not None:
         step, why = f'"{lines[line].strip()}"', f'the problem has no such step: after its last step the value is {answer}, which is the answer.'
     elif j == len(chain):
@@ -142,14 +162,15 @@ def scripted_correction(question: str, attempt: str, answer: str) -> str | None:
     return correction_text(step, why[0].upper() + why[1:], sol)
 
 # %% ../nbs/15_baselines.ipynb #6c7a1f80
-def attach_corrections(recs, jobs, texts, source, verdicts=None, workers: int = 2) -> list[dict]:
-    "`recs` with the field `correction`: per corrected attempt its corrections, verdicts and which were kept."
+def attach_corrections(recs, jobs, texts, source, verdicts=None, workers: int = 2, notes=None) -> list[dict]:
+    "`recs` with the field `correction`: per corrected attempt its corrections, verdicts and which were kept (and `notes`, per job per correction, fields to add)."
     parsed = [[parse_correction(t) if t else None for t in ts] for ts in texts]
     if verdicts is None: verdicts = grade_groups([[p['solution'] if p else '' for p in ps] for ps in parsed], [recs[i]['answer'] for i, _ in jobs], workers)
     items = {}
-    for (i, a), ts, ps, oks in zip(jobs, texts, parsed, verdicts):
+    for n, ((i, a), ts, ps, oks) in enumerate(zip(jobs, texts, parsed, verdicts)):
         for s, (t, p, ok) in enumerate(zip(ts, ps, oks)):
-            items.setdefault(i, []).append(dict(attempt=a['sample'], sample=s, text=t, parsed=p is not None, correct=bool(ok and p)))
+            items.setdefault(i, []).append(dict(attempt=a['sample'], sample=s, text=t, parsed=p is not None, correct=bool(ok and p),
+                                                **(notes[n][s] if notes else {})))
     out = []
     for i, r in enumerate(recs):
         it = items.get(i, [])
@@ -162,10 +183,12 @@ def correction_jobs(recs: Sequence[dict], attempts: int = 1) -> list[tuple[int, 
 
 # %% ../nbs/15_baselines.ipynb #3e6f6c14
 def scripted_corrections(recs: Sequence[dict], attempts: int = 1, workers: int = 2) -> list[dict]:
-    "LEMA corrections by the world's scripted teacher of the first `attempts` wrong attempts per question."
+    "LEMA corrections by the world's scripted teacher of the first `attempts` wrong attempts per question; a correction lists in `as_fraction` the attempt's values its answer's kind cannot write."
     jobs = correction_jobs(recs, attempts)
-    texts = [[scripted_correction(recs[i]['question'], a['text'], recs[i]['answer'])] for i, a in jobs]
-    return attach_corrections(recs, jobs, texts, 'scripted', workers=workers)
+    fell = [[] for _ in jobs]
+    texts = [[scripted_correction(recs[i]['question'], a['text'], recs[i]['answer'], fell[n])] for n, (i, a) in enumerate(jobs)]
+    notes = [[{'as_fraction': list(dict.fromkeys(x))} if x else {}] for x in fell]
+    return attach_corrections(recs, jobs, texts, 'scripted', workers=workers, notes=notes)
 
 def generator_corrections(recs: Sequence[dict], gen, params, store_path, attempts: int = 1, template: str = CORRECTION_PROMPT,
                           workers: int = 2, progress: bool = True, spend=None) -> list[dict]:
@@ -178,9 +201,9 @@ def generator_corrections(recs: Sequence[dict], gen, params, store_path, attempt
     return attach_corrections(recs, jobs, texts, f'generator:{gen.model_id}', workers=workers)
 
 def correction_summary(recs: Sequence[dict]) -> dict:
-    "Counts of the stage: questions with an error, attempts corrected, corrections written, parsed, kept."
+    "Counts of the stage: questions with an error, attempts corrected, corrections written, parsed, kept, and those that wrote a value as a fraction its answer's kind cannot write."
     its = [x for r in recs for x in r['correction']['items']]
     return dict(questions=len(recs), questions_with_error=sum(bool(wrong_attempts(r)) for r in recs),
                 attempts_corrected=len({(r['id'], x['attempt']) for r in recs for x in r['correction']['items']}),
                 corrections=len(its), parsed=sum(x['parsed'] for x in its), kept=sum(x['correct'] for x in its),
-                questions_with_correction=sum(bool(r['correction']['kept']) for r in recs))
+                questions_with_correction=sum(bool(r['correction']['kept']) for r in recs), as_fraction=sum(bool(x.get('as_fraction')) for x in its))

@@ -37,9 +37,9 @@ def setup(tmp_path_factory):
     (d/'p.yaml').write_text(PARAMS.format(data=SHARED, benchmarks=bench, student=d/'student'))
     return d
 
-def orion(d, runs, reports, **env):
+def orion(d, runs, reports, params='p.yaml', **env):
     t = time.time()
-    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/'p.yaml'), '--runs', str(runs), '--reports', str(reports)],
+    r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(d/params), '--runs', str(runs), '--reports', str(reports)],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return r.stdout + r.stderr, time.time() - t
@@ -86,6 +86,17 @@ def test_reports_and_manifest(first_run):
     summary = json.loads((d/'reports'/'small'/'summary.json').read_text())
     assert {'accuracy', 'claims', 'refinement_acceptance', 'target_origins', 'stability', 'target_coherence'} <= set(summary)
     assert set(summary['accuracy']['world_test']) == {'base', *recipes} and 'base' in summary['refinement_acceptance']
+
+@pytest.mark.timeout(1200)
+def test_other_world_seed(setup):
+    "Any world seed runs (issue #29): world seed 15, whose 6 questions crashed the scripted short teacher in stage 2, end to end."
+    (setup/'seed15.yaml').write_text((setup/'p.yaml').read_text() + 'world_seed: 15\n')
+    orion(setup, setup/'runs_seed15', setup/'reports_seed15', params='seed15.yaml')
+    m = json.loads((setup/'runs_seed15'/'small'/'manifest.json').read_text())
+    assert [m['stages'][s]['status'] for s in STAGES] == ['done'] * len(STAGES)
+    recs = [json.loads(l) for l in (setup/'runs_seed15'/'small'/'02_teacher'/'records.jsonl').read_text().splitlines()]
+    assert any(t.get('as_fraction') for r in recs for t in r['short']['traces'])   # the slip that crashed it, written as a fraction
+    assert 'short_as_fraction' in (setup/'reports_seed15'/'small'/'02_teacher.html').read_text()   # and counted in the stage's table
 
 @pytest.mark.timeout(1200)
 def test_unchanged_rerun_is_cached(first_run):
