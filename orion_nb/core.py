@@ -105,6 +105,7 @@ def code_text(source: str) -> str:
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
+# %% ../nbs/00_core.ipynb #6d3cdabe
 @functools.lru_cache(maxsize=256)
 def _code_digest(source: str) -> str:
     "sha256 of `code_text(source)`, remembered per source: a run keys ten stages over the same modules."
@@ -167,6 +168,7 @@ def _lone_surrogate(v, field: str = '') -> tuple[str, str, int] | None:
         if got := _lone_surrogate(x, f'{field}.{k}' if isinstance(k, str) and field else k if isinstance(k, str) else f'{field}[{k}]'): return got
     return None
 
+# %% ../nbs/00_core.ipynb #ac980a19
 def _json_line(raw: bytes, path, i: int) -> dict:
     "One JSONL line as a dict; a `DataError` naming `path:i` for bad UTF-8, bad JSON, a lone surrogate or a value that is not an object."
     try: line = raw.decode('utf-8')
@@ -177,6 +179,7 @@ def _json_line(raw: bytes, path, i: int) -> dict:
     if bad := _lone_surrogate(rec): raise DataError(f'holds a lone surrogate (\\u{ord(bad[1]):04x}) at character {bad[2]}: not text', path, i, bad[0])
     return rec
 
+# %% ../nbs/00_core.ipynb #62631175
 def read_jsonl(path: str | os.PathLike,
                errors: list | None = None,   # collect bad lines here (as `DataError`s) and go on; None: raise at the first
               ) -> Iterator[tuple[int, dict]]:

@@ -148,6 +148,7 @@ def _shown(v) -> str:
     r = reprlib.Repr(); r.maxstring = r.maxother = 80; r.maxlist = r.maxdict = 6; r.maxlevel = 3
     return r.repr(v)
 
+# %% ../nbs/45_params.ipynb #812748f0
 PLAIN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')   # a run's name: a folder under runs/ and reports/, never a path
 
 def run_name_error(name: str) -> str | None:
@@ -155,6 +156,7 @@ def run_name_error(name: str) -> str | None:
     if PLAIN_NAME.fullmatch(name): return None
     return f"{_shown(name)} is not a plain name (letters, digits, '.', '_', '-', not starting with '.'): it names the run's folders under runs/ and reports/"
 
+# %% ../nbs/45_params.ipynb #e8e60c11
 def _type_error(k: str, v, declared: dict) -> str | None:
     "A name's problem before its value: a run key's type, an unknown name, no value, or the wrong type."
     if k in RUN_KEYS:
@@ -176,6 +178,7 @@ def _out_of_range(x, r: str) -> str:
     hi = float(r.split('..')[1]) if '..' in r else math.inf
     return f'{x!r} out of range; must be {r}' + (f' ({SIZE_COST})' if hi >= 1024 and x > hi else '')
 
+# %% ../nbs/45_params.ipynb #0c82638c
 def _value_error(k: str, v) -> str | None:
     "What is wrong with a well-typed value: a choice, a range, a list's items (type, range, repeats, emptiness), a prompt's placeholders."
     items = v if isinstance(v, list) else [v]

@@ -25,6 +25,7 @@ def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
     if not nbs: raise FileNotFoundError(f'no pipeline notebooks (NN_name.ipynb) in {nb_dir}')
     return nbs
 
+# %% ../nbs/50_report.ipynb #c4826eee
 _PARAM = re.compile(r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
                     r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")   # papermill's PythonTranslator.PARAMETER_PATTERN
 
@@ -40,12 +41,14 @@ def _definitions(src: str) -> list[str]:
         acc.append(line)
     return [g for g in groups + [flat(acc)] if g]
 
+# %% ../nbs/50_report.ipynb #623cb28a
 def parameters_cell(nb: Path) -> str:
     "The source of `nb`'s cell tagged `parameters` ('' when it has none), read as plain JSON: no nbformat (2 s to import) for `orion check`."
     cells = json.loads(Path(nb).read_text(encoding='utf-8'))['cells']
     src = next((c['source'] for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), '')
     return ''.join(src) if isinstance(src, list) else src
 
+# %% ../nbs/50_report.ipynb #82e8d47f
 def declared_parameters(nb: Path) -> dict:
     "The parameters `nb` declares in its `parameters` cell, as papermill reads them: name -> dict(default, type, help)."
     src, got = parameters_cell(nb), {}
@@ -225,6 +228,7 @@ def _run_name(params: dict, params_path) -> str:
     if e := run_name_error(str(name)): raise ValueError(f"{params_path}: the run's name (run_name, else the file's name) {e}")
     return name
 
+# %% ../nbs/50_report.ipynb #d170bb45
 @contextmanager
 def run_lock(path: Path):
     "Hold `path/.lock` (flock) while a run writes there: a second `orion run` on the same folder is refused, naming the first."
@@ -238,6 +242,7 @@ def run_lock(path: Path):
     try: yield
     finally: f.close()
 
+# %% ../nbs/50_report.ipynb #680ea9d2
 def _run_dirs(params: dict, params_path, runs_dir, reports_dir) -> tuple[RunDir, Path]:
     "The run directory and the report folder, named after the run (`_run_name`)."
     name = _run_name(params, params_path)
@@ -254,6 +259,7 @@ def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None 
                         cores=cores(),
                         seeds={**defaults, **{k: v for k, v in params.items() if 'seed' in k}})
 
+# %% ../nbs/50_report.ipynb #68be6b84
 def outputs_key(folder: Path) -> str:
     "What a stage left in its run folder: every file's name, size and modification time (not hidden files), hashed; cheap for weights too."
     files = sorted(p for p in Path(folder).rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(folder).parts)) if Path(folder).is_dir() else []
@@ -434,6 +440,7 @@ def _interrupts() -> dict:
     def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
     return {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
 
+# %% ../nbs/50_report.ipynb #499aa383
 def main(argv=None):
     "The `orion` command."
     a = _parser().parse_args(argv)

@@ -98,6 +98,7 @@ def check_example(ex: dict, path=None, line=None) -> dict:
     if not ex['completion'][0]['content'].strip(): raise DataError('is empty', path, line, 'completion')
     return ex
 
+# %% ../nbs/20_sft.ipynb #e2df93e1
 def load_examples(path) -> list[dict]:
     "Prompt–completion examples from a JSONL file, each checked, their ids unique."
     out, first = [], {}
