@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_generate.ipynb #fc5aa02d
 from __future__ import annotations
-import logging, os, random, re, threading, time, warnings
+import json, logging, math, os, random, re, threading, time, warnings
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict
@@ -12,16 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 from fastcore.basics import patch
-from .core import JsonlStore, code_hash, model_hash, progress_bar, stable_hash, write_jsonl
+from .core import JsonlStore, atomic_write_text, code_hash, model_hash, progress_bar, stable_hash, write_jsonl
 from .grading import extract_answer, grade_many
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['Prompt', 'BACKENDS', 'VLLM_DTYPES', 'VLLM_PARAMS', 'SamplingParams', 'sample_seed', 'Completion', 'split_think',
-           'join_think', 'RequestError', 'Generator', 'render_prompt', 'prompt_ids', 'decode', 'TransformersGenerator',
-           'VLLMGenerator', 'OpenAIGenerator', 'backend_settings', 'make_generator', 'GenerationError', 'sample_key',
-           'Spend', 'SpendCapReached', 'usage', 'clean_text', 'failures_path', 'generate_resumable', 'grade_groups',
+           'join_think', 'RequestError', 'NotSent', 'Generator', 'render_prompt', 'prompt_ids', 'decode',
+           'TransformersGenerator', 'VLLMGenerator', 'OpenAIGenerator', 'backend_settings', 'make_generator',
+           'GenerationError', 'sample_key', 'Spend', 'SpendCapReached', 'money', 'request_bound', 'ledger_path',
+           'SpendLedger', 'usage', 'clean_text', 'failures_path', 'generate_resumable', 'grade_groups',
            'sample_and_grade']
 
 # %% ../nbs/05_generate.ipynb #4a82c512
@@ -87,6 +88,10 @@ def join_think(reasoning: str | None, text: str) -> str:
 class RequestError(RuntimeError):
     "A request that failed for good (after its retries); its message never holds a credential."
 
+class NotSent(RequestError):
+    "A request not sent because it could pass the spend cap (see `SpendLedger`); a rerun with a higher cap sends it."
+
+# %% ../nbs/05_generate.ipynb #68fcd407
 class Generator:
     "Base class: turns `(prompt, sample)` requests into `Completion`s."
     backend: str = 'base'
@@ -95,6 +100,8 @@ class Generator:
     computes_here: bool = False  # samples computed by this module's code (then its source is part of every record key)
     batch_size: int = 16     # requests handed to `_complete` at a time
     split_think: bool = False  # split '<think>...</think>' off into `reasoning_content`
+    bills: bool = False      # a server that charges per request: `generate_resumable` counts what it sends (`SpendLedger`)
+    ledger = None            # the `SpendLedger` each request is counted in, and checked against, before it is sent
 
     def _complete(self, requests: list[tuple[Prompt, int]], params: SamplingParams) -> list[Completion]:
         raise NotImplementedError
@@ -522,7 +529,7 @@ def _openai_client(api_key_env: str, base_url: str, timeout: float):
 # %% ../nbs/05_generate.ipynb #9dc5876d
 class OpenAIGenerator(Generator):
     "Any OpenAI-compatible server: concurrent requests, retries with backoff, reasoning_content and usage kept."
-    backend = 'openai'
+    backend, bills = 'openai', True
     def __init__(self,
                  model: str,                               # model name the server knows
                  base_url: str = 'https://api.openai.com/v1',  # e.g. https://api.deepseek.com or http://127.0.0.1:8000/v1
@@ -580,19 +587,23 @@ def _request(self: OpenAIGenerator, prompt, sample, params) -> Completion:
 # %% ../nbs/05_generate.ipynb #5cf90fb1
 @patch
 def _attempts(self: OpenAIGenerator, prompt, sample, params) -> Completion | RequestError:
-    "One sample, retried with backoff while the errors are worth retrying; a `RequestError` once they are not, or too many."
+    "One sample, retried with backoff while errors are worth retrying, each attempt counted in `self.ledger` if set; a `RequestError` once they are not, or too many."
+    led = self.ledger
     for attempt in range(self.max_retries + 1):
+        held = led.reserve(prompt, params) if led else ()        # each attempt is a request the server may bill
+        if held is None: return NotSent(f'{self.base_url}: not sent: the spend cap would be passed (see {led.path})')
         _DEADLINE.at = time.monotonic() + self.timeout          # connect, send and every read: `timeout` seconds in all
-        try: return self._request(prompt, sample, params)
-        except Exception as e:
-            retry, ra = _retryable(e)
-            msg = self._redact(f'{type(e).__name__}: {e}')
-            if not retry or attempt == self.max_retries:
-                return RequestError(f'{self.base_url}: request failed after {attempt + 1} attempt(s): {msg}')
-            wait = _backoff(attempt, self.backoff, self.max_backoff, ra)
-            _log.warning('%s: attempt %d failed (%s); retrying in %.1fs', self.base_url, attempt + 1, msg, wait)
-            time.sleep(wait)
+        try: c = self._request(prompt, sample, params)
+        except Exception as e: c = e
         finally: _DEADLINE.at = None
+        if held: led.settle(held, c)
+        if not isinstance(c, Exception): return c
+        retry, ra = _retryable(c)
+        msg = self._redact(f'{type(c).__name__}: {c}')
+        if not retry or attempt == self.max_retries: return RequestError(f'{self.base_url}: request failed after {attempt + 1} attempt(s): {msg}')
+        wait = _backoff(attempt, self.backoff, self.max_backoff, ra)
+        _log.warning('%s: attempt %d failed (%s); retrying in %.1fs', self.base_url, attempt + 1, msg, wait)
+        time.sleep(wait)
 
 # %% ../nbs/05_generate.ipynb #a38ce489
 @patch
@@ -635,7 +646,7 @@ class Spend:
     "Prices in money per million tokens, and a cap on what one store may cost (0: none)."
     price_input: float = 0.0     # per million prompt tokens
     price_output: float = 0.0    # per million completion tokens (a reasoning model's thinking included)
-    cap: float = 0.0             # stop once the store's samples cost this much (0: no cap)
+    cap: float = 0.0             # never send a request that could take the store's spending past this (0: no cap)
 
     def cost(self, recs) -> float:
         "What records `recs` cost, from the usage each one kept."
@@ -644,11 +655,100 @@ class Spend:
 class SpendCapReached(RuntimeError):
     "A store reached its spend cap: what is stored stays; a rerun with a higher cap goes on from there."
 
-def usage(recs, spend: Spend | None = None) -> dict:
-    "Requests, prompt and completion tokens of stored records, and their cost at `spend`'s prices."
-    recs = list(recs)
-    return dict(requests=len(recs), prompt_tokens=sum(r.get('prompt_tokens') or 0 for r in recs),
-                completion_tokens=sum(r.get('completion_tokens') or 0 for r in recs), cost=round((spend or Spend()).cost(recs), 6))
+def money(x: float) -> str:
+    "`x` dollars for people: cents from $1 up, two significant digits below (so a small sum is not '$0.00'), '$0' for nothing."
+    if not x: return '$0'
+    d = max(2, 1 - math.floor(math.log10(abs(x))))
+    return f"{'-' if x < 0 else ''}$" + re.sub(r'(\.\d\d\d*?)0+$', r'\1', f'{abs(x):,.{d}f}')   # no zeros past the second decimal
+
+# %% ../nbs/05_generate.ipynb #73f8a012
+_TEMPLATE_TOKENS, _MESSAGE_TOKENS = 64, 8   # what a chat template may add: a default system prompt, and each message's markers
+
+def request_bound(prompt: Prompt, params: SamplingParams) -> tuple[int, int]:
+    "Upper bounds on one request's (prompt, completion) tokens: the prompt's UTF-8 bytes plus the template's allowance, and `max_new_tokens`."
+    nbytes = lambda s: len(s.encode('utf-8', 'surrogatepass'))
+    if isinstance(prompt, str): return nbytes(prompt) + _TEMPLATE_TOKENS, params.max_new_tokens
+    text = ''.join(c if isinstance(c, str) else json.dumps(c) for c in (m.get('content') or '' for m in prompt))
+    return nbytes(text) + _TEMPLATE_TOKENS + _MESSAGE_TOKENS * len(prompt), params.max_new_tokens
+
+# %% ../nbs/05_generate.ipynb #b28082c7
+def _outcome(x: Completion | Exception) -> str:
+    "How an attempt ended: 'billed' (answered), 'refused' (a 4xx), 'unsent' (no connection made) or 'unanswered' (anything else)."
+    import openai, httpx
+    if isinstance(x, Completion): return 'billed'
+    if isinstance(x, openai.APIStatusError) and 400 <= x.status_code < 500: return 'refused'
+    if isinstance(x.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)): return 'unsent'
+    return 'unanswered'
+
+# %% ../nbs/05_generate.ipynb #4e572a3c
+_COUNTS = ('sent', 'billed', 'refused', 'unanswered', 'in_flight',   # attempts: sent = billed + refused + unanswered + in flight
+           'prompt_tokens', 'completion_tokens',                      # the server's usage, where it answered
+           'bound_prompt_tokens', 'bound_completion_tokens')          # the bounds of attempts without usage, and of those in flight
+
+def ledger_path(path) -> Path:
+    "Where the spend ledger of store `path` is kept."
+    return Path(str(path) + '.spend.json')
+
+# %% ../nbs/05_generate.ipynb #83ade458
+class SpendLedger:
+    "Every request sent for one store, in tokens: the server's usage where it answered, the request's bound where it did not."
+    def __init__(self, store: str | os.PathLike,   # the store whose requests are counted; the ledger lies beside it
+                 spend: Spend | None = None):       # prices and cap
+        self.path, self.spend, self.capped, self._lock = ledger_path(store), spend or Spend(), False, threading.Lock()
+        self.n = dict.fromkeys(_COUNTS, 0)
+        if self.path.exists(): self.n.update(json.loads(self.path.read_text()))
+        self.n['unanswered'] += self.n['in_flight']; self.n['in_flight'] = 0   # in flight when a run was killed: their bounds stay
+
+    def cost(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> float:
+        "What the requests sent cost at the prices given, with `prompt_tokens` and `completion_tokens` more."
+        n = self.n
+        return self.spend.cost([dict(prompt_tokens=n['prompt_tokens'] + n['bound_prompt_tokens'] + prompt_tokens,
+                                     completion_tokens=n['completion_tokens'] + n['bound_completion_tokens'] + completion_tokens)])
+
+    def _add(self, **d):
+        for k, v in d.items(): self.n[k] += v
+        atomic_write_text(self.path, json.dumps(self.n))
+
+# %% ../nbs/05_generate.ipynb #9d179d4e
+@patch
+def reserve(self: SpendLedger, prompt: Prompt, params: SamplingParams) -> tuple[int, int] | None:
+    "Charge one attempt its bound before it is sent: the bound, or None (nothing sent, now or later) if it could pass the cap."
+    b = request_bound(prompt, params)
+    with self._lock:
+        if self.capped or self.spend.cap and self.cost(*b) > self.spend.cap * (1 + 1e-9): self.capped = True; return None
+        self._add(sent=1, in_flight=1, bound_prompt_tokens=b[0], bound_completion_tokens=b[1])
+    return b
+
+# %% ../nbs/05_generate.ipynb #8ce613f3
+@patch
+def settle(self: SpendLedger, held: tuple[int, int], outcome: Completion | Exception):
+    "Charge an attempt that held bound `held` what it cost: its usage if answered, nothing if refused or never sent, else its bound."
+    how = _outcome(outcome)
+    used = (outcome.prompt_tokens, outcome.completion_tokens) if how == 'billed' else (0, 0)
+    d = {'billed': dict(billed=1, prompt_tokens=used[0], completion_tokens=used[1]), 'refused': dict(refused=1),
+         'unsent': dict(sent=-1), 'unanswered': dict(unanswered=1)}[how]
+    if how in ('refused', 'unsent') or any(used): d.update(bound_prompt_tokens=-held[0], bound_completion_tokens=-held[1])
+    with self._lock: self._add(in_flight=-1, **d)   # an answer without usage (both counts 0) keeps its bound, as does 'unanswered'
+
+# %% ../nbs/05_generate.ipynb #5f9e0fe8
+@patch
+def full(self: SpendLedger) -> bool:
+    "Whether a request was refused for the cap, or the cap is spent."
+    return self.capped or bool(self.spend.cap) and self.cost() >= self.spend.cap
+
+# %% ../nbs/05_generate.ipynb #a4e29efd
+def usage(recs,                                      # stored records
+          spend: Spend | None = None,                # prices
+          store: str | os.PathLike | None = None,    # the store they came from: its ledger's figures are added, if it has one
+         ) -> dict:
+    "Requests, prompt and completion tokens of stored records and their cost; with `store`, requests sent, stored and billed, and what was spent."
+    recs, spend = list(recs), spend or Spend()
+    u = dict(requests=len(recs), prompt_tokens=sum(r.get('prompt_tokens') or 0 for r in recs),
+             completion_tokens=sum(r.get('completion_tokens') or 0 for r in recs), cost=round(spend.cost(recs), 6))
+    if store is None or not ledger_path(store).exists(): return u
+    led = SpendLedger(store, spend)
+    return {**u, 'sent': led.n['sent'], 'stored': len(recs), 'billed': led.n['billed'], 'refused': led.n['refused'],
+            'unanswered': led.n['unanswered'], 'spent': round(led.cost(), 6)}
 
 # %% ../nbs/05_generate.ipynb #6a3a393c
 def _todo(keys: list[list[str]], store) -> list[tuple[int, int, str]]:
@@ -680,6 +780,7 @@ def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingPa
     for j, c in stream:
         k, i, key = todo[j]
         try:
+            if isinstance(c, NotSent): continue              # left for a rerun with a higher cap
             if isinstance(c, Exception): raise c
             (c.text, a), (c.reasoning_content, b) = clean_text(c.text), clean_text(c.reasoning_content)
             rec = _record(gen, key, None if ids is None else ids[k], i, params, prompts[k], c)
@@ -690,8 +791,9 @@ def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingPa
     return failures
 
 # %% ../nbs/05_generate.ipynb #3229a1ea
-def _meter(store: JsonlStore, spend: Spend | None):
-    "`full(record=None)`: whether the store, with `record` just added, has reached `spend`'s cap (a running sum of the cost)."
+def _meter(store: JsonlStore, spend: Spend | None, ledger: SpendLedger | None = None):
+    "`full(record=None)`: whether the store has reached `spend`'s cap: the `ledger`'s (checked before each request) if any, else its records' cost with `record`."
+    if ledger is not None: return lambda rec=None: rec is None and ledger.full()   # the stream goes on: requests in flight are stored
     if not (spend and spend.cap): return lambda rec=None: False
     spent = [spend.cost(store)]
     def full(rec=None):
@@ -699,10 +801,21 @@ def _meter(store: JsonlStore, spend: Spend | None):
         return spent[0] >= spend.cap
     return full
 
-def _over_cap(store: JsonlStore, spend: Spend, total: int):
-    raise SpendCapReached(f'{store.path}: spent ${spend.cost(store):.2f} (at the prices given), the cap of ${spend.cap:.2f} is reached; '
+def _over_cap(store: JsonlStore, spend: Spend, total: int, ledger: SpendLedger | None = None):
+    "Raise `SpendCapReached`: what was spent (on every request sent, where there is a `ledger`), the cap, what is stored."
+    spent, sent = (ledger.cost(), f"; {ledger.n['sent']} requests sent, {ledger.n['billed']} billed, none that could pass the cap") if ledger else (spend.cost(store), '')
+    raise SpendCapReached(f'{store.path}: spent {money(spent)} (at the prices given{sent}), the cap of {money(spend.cap)} is reached; '
                           f'{len(store)} of {total} samples stored. Raise the cap and rerun to go on from there.')
 
+# %% ../nbs/05_generate.ipynb #383e6d27
+@contextmanager
+def _metered(gen: Generator, ledger: SpendLedger | None):
+    "Count `gen`'s requests in `ledger` for the duration of the block."
+    old, gen.ledger = gen.ledger, ledger
+    try: yield
+    finally: gen.ledger = old
+
+# %% ../nbs/05_generate.ipynb #f2c53628
 def failures_path(path) -> Path:
     "Where `generate_resumable` lists the samples of store `path` that failed for good, with their reasons (JSONL)."
     return Path(str(path) + '.failures.jsonl')
@@ -714,7 +827,7 @@ def generate_resumable(gen: Generator,                 # the backend
                        ids: Sequence | None = None,    # an id per prompt, kept in its records (e.g. a question id)
                        progress: bool = True,          # show a tqdm bar
                        fsync: bool = False,            # fsync each record (survives power loss, not just kill -9)
-                       spend: Spend | None = None,     # prices and a spend cap: stop once the store's samples cost that much
+                       spend: Spend | None = None,     # prices and a spend cap: no request is sent that could take the store past it
                        ) -> list[list[dict]]:
     "Generate `params.n` samples per prompt into the store at `path`, skipping those already there; the records per prompt."
     if not gen.model_id: raise ValueError(f'{type(gen).__name__} has no model_id: give one, it is part of every record key')
@@ -723,13 +836,14 @@ def generate_resumable(gen: Generator,                 # the backend
     sid = gen.sampler_id                            # once: it may hash this module's source
     keys = [[sample_key(sid, p, i, params) for i in range(params.n)] for p in prompts]
     todo, total = _todo(keys, store), len({key for ks in keys for key in ks})
-    full = _meter(store, spend)
-    if todo and full(): _over_cap(store, spend, total)
-    with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar:
+    ledger = SpendLedger(path, spend) if gen.bills else None   # a server that bills: count every request sent
+    full = _meter(store, spend, ledger)
+    if todo and full(): _over_cap(store, spend, total, ledger)
+    with tqdm(total=total, initial=total - len(todo), desc=f'generate {gen.model_id}', unit='sample', disable=not progress) as bar, _metered(gen, ledger):
         failures = _store_samples(gen, prompts, params, todo, store, ids, bar, full)
-    if len(store) < total and full(): _over_cap(store, spend, total)
+    if failures: write_jsonl(failures_path(path), [dict(id=None if ids is None else ids[k], sample=i, reason=m) for k, i, m in failures])
+    if len(store) < total and full(): _over_cap(store, spend, total, ledger)
     if failures:
-        write_jsonl(failures_path(path), [dict(id=None if ids is None else ids[k], sample=i, reason=m) for k, i, m in failures])
         raise GenerationError(f'{len(failures)} of {len(todo)} requests failed and were not stored in {store.path} (each, with its reason, '
                               f'in {failures_path(path)}; rerun to retry them); first: {failures[0][2]}', failures)
     return [[store[key] for key in ks] for ks in keys]

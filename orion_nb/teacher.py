@@ -9,7 +9,7 @@ from .core import DataError, read_jsonl, write_jsonl
 from .data import id_value, skipped_rows, warn_skipped
 from .grading import extract_answer
 from .models import fill
-from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
+from .generate import BACKENDS, grade_groups, join_think, money, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
@@ -147,11 +147,11 @@ def teacher_summary(recs: Sequence[dict]) -> dict:
 def _api_job(p: dict, n: int, max_new: int, prompt: str | None, train, k: int, chars_per_token: float, most: str = '') -> str:
     "The bound of one API job: `n` requests of at most `max_new` tokens, and its prompts' tokens when `prompt` and `train` are known."
     out = n * max_new
-    text = f"would send {most}{n} requests: at most {out:,} completion tokens, at most ${out * p['teacher_price_output'] / 1e6:,.2f} for completions"
+    text = f"would send {most}{n} requests: at most {out:,} completion tokens, at most {money(out * p['teacher_price_output'] / 1e6)} for completions"
     if prompt is None: return text + '; prompt tokens known once the student has made its errors'
     if train is None: return text + '; prompt tokens known once the data stage has run'
     tokens = round(k * sum(len(fill(prompt, question=r['question'])) for r in train) / chars_per_token)
-    return text + f"; about {tokens:,} prompt tokens, ${tokens * p['teacher_price_input'] / 1e6:,.2f}"
+    return text + f"; about {tokens:,} prompt tokens, {money(tokens * p['teacher_price_input'] / 1e6)}"
 
 def api_estimate(p: dict,                        # a stage's parameters (defaults filled in): the teacher's, the short teacher's, the corrector's
                  train: Sequence[dict] | None = None,  # the training questions, once the data stage has run
@@ -168,4 +168,4 @@ def api_estimate(p: dict,                        # a stage's parameters (default
     if api('correction_teacher'):   # at most one request per corrected attempt and sample; how many attempts are wrong is known later
         parts.append('corrections: ' + _api_job(p, q * p['correction_attempts'] * p['correction_k'], p['correction_max_new_tokens'], None, None, 0, chars_per_token, 'at most '))
     if not parts: return ''
-    return ' | '.join(parts) + (f"; spend cap ${p['teacher_spend_cap']:,.2f} per store" if p.get('teacher_spend_cap') else '; no spend cap')
+    return ' | '.join(parts) + (f"; spend cap {money(p['teacher_spend_cap'])} per store" if p.get('teacher_spend_cap') else '; no spend cap')

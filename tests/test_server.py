@@ -272,16 +272,16 @@ def test_bad_reply_fails_its_sample_only(stand_in, tmp_path, fault, outcome):
 
 @pytest.mark.timeout(120)
 def test_spend_cap_stops_cleanly_and_resumes(stand_in, tmp_path):
-    "Each reply costs $5 at these prices: a $12 cap stops once $12 is reached, the rest is left for a rerun with a higher cap."
+    "Each reply, and each request's bound, costs $5 at these prices: a $12 cap sends 2 requests, never a 3rd that could pass it; a rerun with a higher cap goes on."
     from orion_nb.generate import Spend, SpendCapReached, usage
     gen = OpenAIGenerator('m', base_url=stand_in.url, api_key_env='ORION_NO_KEY', max_concurrency=1)
-    prompts, store = [chat(f'question {i}') for i in range(6)], tmp_path/'s.jsonl'
+    prompts, store, sp = [chat(f'question {i}') for i in range(6)], tmp_path/'s.jsonl', SamplingParams(max_new_tokens=5)
     spend = Spend(price_input=0.0, price_output=1e6, cap=12.0)                   # 5 completion tokens per reply: $5 each
-    with pytest.raises(SpendCapReached, match=r'spent \$15.00 .* cap of \$12.00'): generate_resumable(gen, prompts, SamplingParams(), store, progress=False, spend=spend)
-    assert len(records(store)) == 3
-    with pytest.raises(SpendCapReached): generate_resumable(gen, prompts, SamplingParams(), store, progress=False, spend=spend)   # no new request
-    assert len(records(store)) == 3
-    out = generate_resumable(gen, prompts, SamplingParams(), store, progress=False, spend=Spend(0.0, 1e6, 100.0))
+    with pytest.raises(SpendCapReached, match=r'spent \$10.00 .* cap of \$12.00'): generate_resumable(gen, prompts, sp, store, progress=False, spend=spend)
+    assert len(records(store)) == 2 and sum(stand_in.hits.values()) == 2
+    with pytest.raises(SpendCapReached): generate_resumable(gen, prompts, sp, store, progress=False, spend=spend)   # no new request
+    assert len(records(store)) == 2 and sum(stand_in.hits.values()) == 2
+    out = generate_resumable(gen, prompts, sp, store, progress=False, spend=Spend(0.0, 1e6, 100.0))
     assert len(out) == 6 and len(records(store)) == 6
     u = usage(records(store), Spend(1e6, 1e6))
     assert u['requests'] == 6 and u['completion_tokens'] == 30 and u['cost'] == u['prompt_tokens'] + 30
