@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
+__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'VANISHED',
            'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples',
            'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config',
            'make_trainer', 'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command',
@@ -414,6 +414,7 @@ def stop_forkserver() -> None:
     from multiprocessing import forkserver
     forkserver._forkserver._stop()   # what Python's own tests call; a no-op when none runs
 
+VANISHED = 255   # what multiprocessing reports for a forked process whose fork server died (its exit code never came)
 FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
 
 def _forked_main(config: str, env: dict) -> None:
@@ -426,11 +427,17 @@ def _forked_main(config: str, env: dict) -> None:
 
 # %% ../nbs/20_sft.ipynb #forked02
 def _run_forked(config, env: dict) -> None:
-    "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported)."
-    import atexit, multiprocessing as mp, subprocess
+    "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported); run again once, in a fresh server, when the server vanished under it."
+    import atexit, multiprocessing as mp, subprocess, sys, time
+    from orion_nb.core import _alive
     ctx = mp.get_context('forkserver'); ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
     atexit.unregister(stop_forkserver); atexit.register(stop_forkserver)   # once
-    p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
+    for retry in (False, True):
+        p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
+        if p.exitcode != VANISHED or retry: break
+        t0 = time.time()       # the server is gone: its training ends with it (`die_with_parent`) before another starts in its folder
+        while _alive(p.pid) and time.time() - t0 < 30: time.sleep(0.1)
+        print(f'orion-sft: the fork server vanished during {config}; training it again in a fresh server', file=sys.stderr)
     if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
 
 # %% ../nbs/20_sft.ipynb #24c06fbe

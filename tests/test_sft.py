@@ -235,3 +235,24 @@ def test_gpu_bench_skips_or_runs():
     r = subprocess.run([sys.executable, str(Path(__file__).parents[1]/'bench'/'gpu.py')], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert ('skipped: no GPU' in r.stdout) != torch.cuda.is_available() or 'sft_tokens_per_s:' in r.stdout
+
+def test_forkserver_that_vanishes_mid_training_is_replaced(base, tmp_path):
+    "The fork server killed while its training runs (its child ends with it): the training runs again once, in a fresh server."
+    import signal, threading, time
+    from multiprocessing import forkserver
+    from orion_nb.sft import train, stop_forkserver
+    path, _ = base
+    data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
+    p = dict(epochs=3, batch_size=2, lr=1e-2, max_length=128)
+    stop_forkserver()
+    def kill_server():
+        t0 = time.time()
+        while not (tmp_path/'out'/'trainer_log.jsonl').exists() and time.time() - t0 < 300: time.sleep(0.05)
+        os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+    k = threading.Thread(target=kill_server); k.start()
+    s = train(path, data, tmp_path/'out', p, launcher='forkserver', threads=1)
+    k.join()
+    assert s['steps'] == 48 and (tmp_path/'out'/'model'/'config.json').is_file()
+    steps = [json.loads(l)['step'] for l in open(tmp_path/'out'/'trainer_log.jsonl')]
+    assert steps == list(range(1, 49))          # the retried training's log, whole and once
+    stop_forkserver()
