@@ -67,7 +67,7 @@ def _local(k: str, v, base: Path) -> bool:
 
 def _resolve(params: dict, base: Path) -> dict:
     "Make path parameters (`*_dir`, `*_path`, `*_config`) and local model folders absolute against `base` (Hub ids stay)."
-    return {k: str((base/v).expanduser().resolve()) if _local(k, v, base) else v for k, v in params.items()}
+    return {k: os.path.abspath(base/Path(v).expanduser()) if _local(k, v, base) else v for k, v in params.items()}   # links kept: a linked ../shared stays beside the repo
 
 def _handed(params: dict, base: Path) -> dict:
     "Paths as a stage receives them: relative to its working directory `base` when they share a folder below the root, so its page names no machine's folders."
