@@ -78,8 +78,10 @@ repro: venv
 	$(BIN)/orion run $(PARAMS) $(ORION_ARGS)
 
 # The stage notebooks, stepped through by hand: their `parameters` defaults write a small world into runs/interactive/.
+# JupyterLab refuses root unless told (containers, CI): said for it. Extra arguments: `make lab LAB_ARGS=--no-browser`.
+LAB_ARGS ?=
 lab: venv
-	$(BIN)/jupyter lab nbs/pipeline
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) nbs/pipeline
 
 # The shipped student, rebuilt from scratch by its seeded recipe (orion_nb.gates.SHIP_RECIPE) and measured by its
 # gates; snapshots every 500 steps in .cache/orion_nb/student-<key>.snapshots/. Commit the folder it writes.

@@ -137,3 +137,17 @@ def test_relative_links_resolve(page):
         if not target.exists(): bad.append(f'{t}: no such file'); continue
         if anchor and target.suffix == '.md' and anchor not in anchors(target): bad.append(f'{t}: no such heading')
     assert not bad, f'{page.relative_to(ROOT)}: broken links:\n  ' + '\n  '.join(bad)
+
+
+def test_make_lab_starts_jupyterlab_on_the_pipeline(tmp_path):
+    "`make lab` (the README's way to step through the stages) starts a JupyterLab server on nbs/pipeline, as root too."
+    import os, signal, subprocess, time
+    env = {**os.environ, 'JUPYTER_RUNTIME_DIR': str(tmp_path), 'JUPYTER_CONFIG_DIR': str(tmp_path/'cfg')}
+    p = subprocess.Popen(['make', '--no-print-directory', 'lab', 'LAB_ARGS=--no-browser --ServerApp.port=0 --ServerApp.ip=127.0.0.1'],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    out, t0 = '', time.time()
+    try:
+        while time.time() - t0 < 120 and p.poll() is None and 'http://127.0.0.1:' not in out: out += p.stdout.readline()
+        assert 'http://127.0.0.1:' in out and 'pipeline' in out, out[-3000:]
+    finally:
+        os.killpg(p.pid, signal.SIGTERM); p.wait(30)
