@@ -99,17 +99,24 @@ def test_clean_run_prints_no_kernel_errors(tmp_path, pipe):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0 and 'ERROR' not in err and 'KeyboardInterrupt' not in err, err
 
+TICKS = "import time, pathlib\nt = pathlib.Path(run_dir)/'ticks'\nwhile True:\n    t.open('a').write('x'); time.sleep(0.1)"   # a stage that never ends
+
+def run_until(tmp_path, pipe, body, marker):
+    "`orion run` as a process of its own, its second stage running `body`, once `marker` exists in the run folder: (process, marker, its arguments)."
+    import time
+    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n", body)
+    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
+    args = ['run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')]
+    p, f, t0 = orion_cli(*args), tmp_path/'runs/r'/marker, time.time()
+    while not f.exists() and time.time() - t0 < 120 and p.poll() is None: time.sleep(0.2)
+    assert f.exists(), p.stderr.read() if p.poll() is not None else f'no {marker} after 120 s'
+    return p, f, args
+
 @pytest.mark.parametrize('sig', ['SIGTERM', 'SIGINT'])
 def test_killing_orion_stops_its_kernel(tmp_path, pipe, sig):
     "A stage writing a tick every 0.1 s: once `orion` is killed, no more ticks come, and the stage is marked interrupted."
     import signal, time
-    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
-            "import time, pathlib\nt = pathlib.Path(run_dir)/'ticks'\nwhile True:\n    t.open('a').write('x'); time.sleep(0.1)")
-    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
-    p = orion_cli('run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports'))
-    ticks, t0 = tmp_path/'runs/r/ticks', time.time()
-    while not ticks.exists() and time.time() - t0 < 120: time.sleep(0.2)
-    assert ticks.exists(), p.stderr.read() if p.poll() is not None else 'no ticks'
+    p, ticks, _ = run_until(tmp_path, pipe, TICKS, 'ticks')
     p.send_signal(getattr(signal, sig)); p.communicate(timeout=60)
     time.sleep(0.5); n = len(ticks.read_text()); time.sleep(1.5)
     assert len(ticks.read_text()) == n, 'the kernel kept running after orion was killed'
@@ -170,15 +177,9 @@ def _alive(pid: int) -> bool:
 def test_kill_9_of_orion_leaves_no_worker(tmp_path, pipe):
     "`kill -9` of `orion` while a stage's spawned job worker runs: the kernel and the worker end within seconds."
     import signal, time
-    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
-            "import os, time, pathlib\nfrom orion_nb.jobs import job_pool\npool = job_pool(1, 1); f = pool.submit(time.sleep, 600)\n"
-            "while not pool._processes: time.sleep(0.1)\n"
-            "pathlib.Path(run_dir, 'pids').write_text(' '.join(map(str, [os.getpid(), *pool._processes])))\nf.result()")
-    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
-    p = orion_cli('run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports'))
-    pids, t0 = tmp_path/'runs/r/pids', time.time()
-    while not pids.exists() and time.time() - t0 < 120: time.sleep(0.2)
-    assert pids.exists(), p.stderr.read() if p.poll() is not None else 'the stage never started its worker'
+    p, pids, _ = run_until(tmp_path, pipe, "import os, time, pathlib\nfrom orion_nb.jobs import job_pool\npool = job_pool(1, 1); f = pool.submit(time.sleep, 600)\n"
+                           "while not pool._processes: time.sleep(0.1)\n"
+                           "pathlib.Path(run_dir, 'pids').write_text(' '.join(map(str, [os.getpid(), *pool._processes])))\nf.result()", 'pids')
     kernel, *workers = map(int, pids.read_text().split())
     assert workers and all(map(_alive, [kernel, *workers]))
     p.send_signal(signal.SIGKILL); p.communicate(timeout=60)
@@ -201,16 +202,9 @@ def test_missing_or_changed_output_reruns_its_stage_and_later(tmp_path, pipe):
 
 def test_second_run_on_the_same_folder_is_refused(tmp_path, pipe, capsys):
     "Two `orion run` on one run folder: the second says so and exits, writing nothing; the first goes on."
-    import signal, time
-    make_nb(pipe/'01_b.ipynb', "run_dir = ''  # run directory\n",
-            "import time, pathlib\nt = pathlib.Path(run_dir)/'ticks'\nwhile True:\n    t.open('a').write('x'); time.sleep(0.1)")
-    pf = tmp_path/'p.yaml'; pf.write_text('run_name: r\n')
-    args = ['run', str(pf), '--notebooks', str(pipe), '--runs', str(tmp_path/'runs'), '--reports', str(tmp_path/'reports')]
-    p = orion_cli(*args)
+    import signal
+    p, ticks, args = run_until(tmp_path, pipe, TICKS, 'ticks')
     try:
-        ticks, t0 = tmp_path/'runs/r/ticks', time.time()
-        while not ticks.exists() and time.time() - t0 < 120: time.sleep(0.2)
-        assert ticks.exists(), 'the first run never reached its second stage'
         m = (tmp_path/'runs/r/manifest.json').read_text()
         assert main(args) == 2
         err = capsys.readouterr().err
