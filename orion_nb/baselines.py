@@ -23,19 +23,8 @@ __all__ = ['SHORT_TEACHERS', 'SHORT_PROMPT', 'CORRECTORS', 'CORRECTION_PROMPT', 
 SHORT_TEACHERS = ('scripted', 'none', *BACKENDS)   # the short teacher: the world's stand-in, none (datasets' solutions), or a backend
 SHORT_PROMPT = "{question}\n\nSolve this concisely: one short line per step, no long deliberation. Put your final answer within \\boxed{}."
 
-def _writer(kind: str, fell: list | None = None):
-    "Numbers as the world writes them for answer kind `kind`; one that `kind` cannot write is written as a fraction (`world._writer`) and noted in `fell`."
-    from orion_nb.world import fmt_num
-    def f(x):
-        try: return fmt_num(x, kind)
-        except ValueError:
-            s = fmt_num(x)
-            if fell is not None: fell.append(s)
-            return s
-    return f
-
 def _eq(e: tuple, f) -> str:
-    "An equation `(a, op, b, c)` as the world writes it: `a op b = c`, numbers written by `f` (a `_writer`)."
+    "An equation `(a, op, b, c)` as the world writes it: `a op b = c`, numbers written by `f` (a `world._writer`)."
     return f'{f(e[0])} {e[1]} {f(e[2])} = {f(e[3])}'
 
 def scripted_short(question: str,       # a world question
@@ -44,7 +33,7 @@ def scripted_short(question: str,       # a world question
                    fell: list | None = None,  # gets each value the answer's kind cannot write (so written as a fraction)
                   ) -> str:
     "A concise CoT from the world's scripted short teacher: one line per step, then the boxed answer."
-    from orion_nb.world import parse_question, step_sentences, _eqs_of
+    from orion_nb.world import parse_question, step_sentences, _eqs_of, _writer
     spec = parse_question(question); f = _writer(spec.kind, fell)
     rng, a = random.Random(stable_hash([question, seed])), Fraction(spec.start)
     lines = [f'Start: {f(a)} {spec.item}.']
@@ -131,7 +120,7 @@ def scripted_correction(question: str, attempt: str, answer: str,
                         fell: list | None = None,  # gets each value of the attempt the answer's kind cannot write (so written as a fraction)
                        ) -> str | None:
     "A LEMA correction of `attempt` by the world's teacher, which knows the chain of equations; None when the attempt is right."
-    from orion_nb.world import parse_question, equations, step_sentences, _eqs_of
+    from orion_nb.world import parse_question, equations, step_sentences, _eqs_of, _writer
     spec = parse_question(question); f = _writer(spec.kind, fell)
     chain, sents = equations(spec), step_sentences(spec)
     of_step = [i for i, s in enumerate(spec.steps) for _ in _eqs_of(Fraction(0), s)]

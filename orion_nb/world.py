@@ -332,11 +332,15 @@ def _granular(a: Fraction, o: str, b: int, c: Fraction, f) -> str:
     return f'{f(a)} {o} {b} = {f(c)}'
 
 # %% ../nbs/02_world.ipynb #5e6d6ba9
-def _writer(kind: str):
+def _writer(kind: str,                  # the answer's kind
+            fell: list | None = None):   # gets each value written as a fraction because `kind` cannot write it
     "`fmt_num` for answer kind `kind`; a value with no terminating decimal (after a slip) is written as a fraction."
     def f(x):
         try: return fmt_num(x, kind)
-        except ValueError: return fmt_num(x)
+        except ValueError:
+            s = fmt_num(x)
+            if fell is not None: fell.append(s)
+            return s
     return f
 
 def _lead(i: int, n: int) -> str:
