@@ -11,10 +11,11 @@ from typing import Any, Iterable, Iterator
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RUN_PID', 'STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'content_hash',
-           'model_hash', 'imported_modules', 'package_dir', 'package_modules', 'module_closure', 'code_text',
-           'code_hash', 'set_seed', 'die_with_parent', 'DataError', 'read_jsonl', 'atomic_write_text', 'write_jsonl',
-           'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage', 'model_tag', 'RunDir']
+__all__ = ['RUN_PID', 'STAGES', 'COMMON', 'REFLECT_STUDENTS', 'canonical_json', 'stable_hash', 'file_hash', 'visible_files',
+           'content_hash', 'model_hash', 'imported_modules', 'package_dir', 'package_modules', 'module_closure',
+           'code_text', 'code_hash', 'set_seed', 'process_alive', 'die_with_parent', 'DataError', 'read_jsonl',
+           'atomic_write_text', 'write_jsonl', 'JsonlStore', 'progress_bar', 'package_versions', 'git_commit', 'Stage',
+           'model_tag', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #06980604
 def canonical_json(obj: Any) -> str:
@@ -40,13 +41,18 @@ def file_hash(path: str | os.PathLike) -> str:
     return _FILE_HASHES[k]
 
 # %% ../nbs/00_core.ipynb #1fdf08f4
+def visible_files(folder: str | os.PathLike) -> list[tuple[str, Path]]:
+    "The files under `folder` as (name relative to it, path), in path order; hidden files and folders left out."
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(folder).parts))
+    return [(p.relative_to(folder).as_posix(), p) for p in files]
+
 def content_hash(path: str | os.PathLike, n: int = 16) -> str:
     "Hash of a file's bytes, or of a folder's files (names relative to it and contents; hidden files left out)."
     path = Path(path)
     if path.is_file(): return file_hash(path)[:n]
     if not path.is_dir(): raise FileNotFoundError(f'{path}: no such file or folder to hash')
-    files = sorted(p for p in path.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(path).parts))
-    return stable_hash([[p.relative_to(path).as_posix(), file_hash(p)] for p in files], n)
+    return stable_hash([[name, file_hash(p)] for name, p in visible_files(path)], n)
 
 # %% ../nbs/00_core.ipynb #1cd2b64f
 def model_hash(model: str | os.PathLike) -> str:
@@ -130,7 +136,7 @@ def set_seed(seed: int) -> None:
 # %% ../nbs/00_core.ipynb #bf6a02ae
 RUN_PID = 'ORION_RUN_PID'   # environment variable: the `orion run` process a stage's processes belong to
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     "Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -143,7 +149,7 @@ def die_with_parent(poll: float = 1.0) -> None:
     import threading, time
     parent, run = os.getppid(), int(os.environ.get(RUN_PID) or 0)
     def watch():
-        while os.getppid() == parent and (not run or _alive(run)): time.sleep(poll)
+        while os.getppid() == parent and (not run or process_alive(run)): time.sleep(poll)
         os._exit(1)
     threading.Thread(target=watch, daemon=True, name='die-with-parent').start()
 

@@ -8,7 +8,7 @@ import argparse, html, json, os, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from .core import (COMMON, RUN_PID, RunDir, atomic_write_text, code_hash, content_hash, git_commit, imported_modules,
-                          package_modules, package_versions, stable_hash)
+                          package_modules, package_versions, stable_hash, visible_files)
 from .jobs import cores
 from .params import MODEL_PARAMS, PATH_SUFFIXES, RUN_KEYS, check_params, declared_defaults, load_params, run_name_error
 
@@ -262,8 +262,7 @@ def _record_facts(run: RunDir, params: dict, params_path, declared: dict | None 
 # %% ../nbs/50_report.ipynb #68be6b84
 def outputs_key(folder: Path) -> str:
     "What a stage left in its run folder: every file's name, size and modification time (not hidden files), hashed; cheap for weights too."
-    files = sorted(p for p in Path(folder).rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(folder).parts)) if Path(folder).is_dir() else []
-    return stable_hash([[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    return stable_hash([[name, (st := p.stat()).st_size, st.st_mtime_ns] for name, p in (visible_files(folder) if Path(folder).is_dir() else [])])
 
 def _done(old: dict, key: str, run_path='.') -> bool:
     "Whether a stage's manifest entry `old` is done with `key`, its executed notebook (relative to the run) kept, and its folder's files as it left them."
@@ -336,7 +335,7 @@ def run_pipeline(params_path: str | os.PathLike,   # the YAML parameter file
                  dry_run: bool = False) -> Path | None:   # only say which stages would run, and what an API teacher would cost
     "Validate `params_path`, run the pipeline notebooks in order (skipping unchanged ones), write the HTML index."
     t_start, shown = time.time(), str(params_path)      # the parameter file as the caller named it, for the manifest
-    params_path, nb_dir, runs_dir, reports_dir = (Path(p).expanduser().resolve() for p in (params_path, nb_dir, runs_dir, reports_dir))   # once, against the caller's folder
+    params_path, nb_dir, runs_dir, reports_dir = (Path(os.path.abspath(Path(p).expanduser())) for p in (params_path, nb_dir, runs_dir, reports_dir))   # once, against the caller's folder, links kept (`_resolve`)
     params, nbs, declared = _load_run(params_path, nb_dir)
     run_path = Path(runs_dir)/_run_name(params, params_path)
     resolved = _resolve({k: v for k, v in params.items() if k not in RUN_KEYS}, Path.cwd())

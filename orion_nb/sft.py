@@ -429,14 +429,14 @@ def _forked_main(config: str, env: dict) -> None:
 def _run_forked(config, env: dict) -> None:
     "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported); run again once, in a fresh server, when the server vanished under it."
     import atexit, multiprocessing as mp, subprocess, sys, time
-    from orion_nb.core import _alive
+    from orion_nb.core import process_alive
     ctx = mp.get_context('forkserver'); ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
     atexit.unregister(stop_forkserver); atexit.register(stop_forkserver)   # once
     for retry in (False, True):
         p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
         if p.exitcode != VANISHED or retry: break
         t0 = time.time()       # the server is gone: its training ends with it (`die_with_parent`) before another starts in its folder
-        while _alive(p.pid) and time.time() - t0 < 30: time.sleep(0.1)
+        while process_alive(p.pid) and time.time() - t0 < 30: time.sleep(0.1)
         print(f'orion-sft: the fork server vanished during {config}; training it again in a fresh server', file=sys.stderr)
     if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
 

@@ -2,6 +2,7 @@
 import json, re, subprocess, sys, textwrap
 from pathlib import Path
 import nbformat, pytest
+from orion_nb.core import process_alive
 from orion_nb.report import run_pipeline, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,11 +170,6 @@ def test_relative_folders_resolve_against_the_callers_directory(tmp_path, pipe, 
     assert "runs/r" in (rep/'00_a.html').read_text()
     assert json.loads((rep/'manifest.json').read_text())['params_file'] == f'{up}p.yaml'
 
-def _alive(pid: int) -> bool:
-    "Whether process `pid` runs (a zombie counts as gone)."
-    try: return Path(f'/proc/{pid}/stat').read_text().split(') ')[1][0] != 'Z'
-    except (FileNotFoundError, IndexError): return False
-
 def test_kill_9_of_orion_leaves_no_worker(tmp_path, pipe):
     "`kill -9` of `orion` while a stage's spawned job worker runs: the kernel and the worker end within seconds."
     import signal, time
@@ -181,11 +177,11 @@ def test_kill_9_of_orion_leaves_no_worker(tmp_path, pipe):
                            "while not pool._processes: time.sleep(0.1)\n"
                            "pathlib.Path(run_dir, 'pids').write_text(' '.join(map(str, [os.getpid(), *pool._processes])))\nf.result()", 'pids')
     kernel, *workers = map(int, pids.read_text().split())
-    assert workers and all(map(_alive, [kernel, *workers]))
+    assert workers and all(map(process_alive, [kernel, *workers]))
     p.send_signal(signal.SIGKILL); p.communicate(timeout=60)
     t0 = time.time()
-    while any(map(_alive, [kernel, *workers])) and time.time() - t0 < 20: time.sleep(0.2)
-    assert not any(map(_alive, [kernel, *workers])), f'still running after kill -9 of orion: {[q for q in [kernel, *workers] if _alive(q)]}'
+    while any(map(process_alive, [kernel, *workers])) and time.time() - t0 < 20: time.sleep(0.2)
+    assert not any(map(process_alive, [kernel, *workers])), f'still running after kill -9 of orion: {[q for q in [kernel, *workers] if process_alive(q)]}'
 
 def test_missing_or_changed_output_reruns_its_stage_and_later(tmp_path, pipe):
     "A stage is unchanged only while the files it wrote are as it left them: deleting or editing one redoes it and every later stage."
