@@ -8,25 +8,26 @@ import importlib, math, os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MAX_PARAMS_BYTES', 'RUN_KEYS', 'CHOICES', 'RANGES', 'SIZE_COST', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY', 'PROMPTS',
-           'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'ParamFile', 'load_params', 'allowed_values',
-           'range_of', 'in_range', 'declared_defaults', 'run_name_error', 'param_errors', 'check_params']
+__all__ = ['MAX_PARAMS_BYTES', 'BASE', 'RUN_KEYS', 'CHOICES', 'RANGES', 'SIZE_COST', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY',
+           'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'ParamFile', 'load_params',
+           'allowed_values', 'range_of', 'in_range', 'declared_defaults', 'run_name_error', 'param_errors',
+           'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
 class ParamFile(dict):
-    "A parameter file's names and values, with the `path` it came from and each name's `line`."
-    def __init__(self, values: dict, path=None, lines: dict | None = None):
-        super().__init__(values); self.path, self.lines = path, lines or {}
+    "A parameter file's names and values, with the `path` it came from, each name's `line` and, for a name set by a base file, that `file`."
+    def __init__(self, values: dict, path=None, lines: dict | None = None, files: dict | None = None):
+        super().__init__(values); self.path, self.lines, self.files = path, lines or {}, files or {}
 
     def where(self, name: str, source=None) -> str:
         "`file:line` of `name` (the file alone when the line is unknown)."
-        src = source if source is not None else self.path
+        src = self.files.get(name, source if source is not None else self.path)
         return f'{src}:{self.lines[name]}' if name in self.lines else str(src)
 
 # %% ../nbs/45_params.ipynb #46cd0da0
 MAX_PARAMS_BYTES = 1 << 20   # a larger parameter file is refused unread (a real one is a few kB)
 
-def load_params(path: str | os.PathLike) -> ParamFile:
+def _read_params(path: str | os.PathLike) -> ParamFile:
     "A flat parameter file (YAML) with each name's line; too large, not a mapping, bad YAML, a YAML alias or a repeated name is an error naming the file."
     import yaml
     path = Path(path)
@@ -48,6 +49,22 @@ def load_params(path: str | os.PathLike) -> ParamFile:
     if dup: raise ValueError('\n'.join(dup))
     return ParamFile(params, path, lines)
 
+# %% ../nbs/45_params.ipynb #5409227a
+BASE = 'base'   # a parameter file may name the file it differs from: that file's names first, then this one's
+
+def load_params(path: str | os.PathLike, _seen: tuple = ()) -> ParamFile:
+    "A parameter file (`_read_params`) over the file its `base` names (relative to it), each name's `where` kept."
+    p = _read_params(path)
+    if BASE not in p: return p
+    b, at = p.pop(BASE), p.where(BASE)
+    if not isinstance(b, str) or not b: raise ValueError(f'{at}: base: expected the path of a parameter file, got {b!r}')
+    bp = Path(path).parent/b
+    if bp.resolve() in _seen + (Path(path).resolve(),): raise ValueError(f'{at}: base files form a cycle through {bp}')
+    if not bp.is_file(): raise ValueError(f'{at}: base: no parameter file at {bp}')
+    under = load_params(bp, _seen + (Path(path).resolve(),))
+    files = {k: under.files.get(k, under.path) for k in under if k not in p}   # names this file does not set
+    return ParamFile({**under, **p}, path, {**under.lines, **{k: v for k, v in p.lines.items() if k != BASE}}, files)
+
 # %% ../nbs/45_params.ipynb #436ff185
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
 
@@ -62,14 +79,14 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
            'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
            'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS'),
-           'student_gates': ('orion_nb.student', 'GATE_POLICIES')}
+           'student_gates': ('orion_nb.student', 'GATE_POLICIES'), 'sft_scheduler': ('orion_nb.sft', 'SCHEDULERS')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': '0..100000', 'grade_workers': '1..1024',
           'teacher_k': '1..1024', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '1..1000000',
           'gen_batch_size': '1..65536', 'exposure_k': '1..1024', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '1..1000000',
-          'reflect_m': '1..1024', 'reflect_temperature': '>= 0', 'attempts_per_question': '1..1024', 'long_share': '0..1',
-          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_save_total_limit': '1..1000', 'sft_batch_size': '1..65536', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
+          'reflect_m': '1..1024', 'reflect_budget_ratio': '0..100', 'reflect_temperature': '>= 0', 'attempts_per_question': '1..1024', 'long_share': '0..1',
+          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_save_total_limit': '1..1000', 'sft_batch_size': '1..65536', 'sft_per_device_batch_size': '0..65536', 'sft_warmup': '>= 0', 'sft_max_grad_norm': '> 0', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
           'seeds': '0..4294967295', 'eval_n': '1..1024', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '1..1000000', 'eval_k': '1..1024',
           'n_boot': '1..1000000', 'claim_margin': '0..1', 'nll_examples': '0..1000000', 'eval_top_p': '0..1',
           'eval_n_by_set': '1..1024', 'eval_max_new_tokens_by_set': '1..1000000', 'vllm_tensor_parallel_size': '1..1024',
@@ -82,7 +99,7 @@ RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': 
           'train_workers': '1..1024', 'train_threads': '1..1024', 'eval_workers': '1..1024', 'eval_threads': '1..1024', 'sft_multi_gpu_above': '> 0',
           'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000'}
 SIZE_COST = 'a size: every unit is generated, sampled, trained on or kept in memory, so the bound is what a run could afford'   # said with an out-of-range size
-AUTO = ('train_workers', 'eval_workers', 'gen_workers')   # 'auto' or an integer
+AUTO = ('train_workers', 'eval_workers', 'gen_workers', 'sft_nproc')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)

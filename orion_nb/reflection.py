@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_reflection.ipynb #8569a5fa
 from __future__ import annotations
-import re
+import math, re
 from typing import Sequence
 from .core import write_jsonl
 from .generate import sample_and_grade
@@ -13,7 +13,7 @@ from .records import kept_cots, wrong_attempts
 
 # %% auto #0
 __all__ = ['REFLECT_PROMPT', 'NO_ERROR_PROMPT', 'ATTEMPT_CHOICES', 'untagged', 'instruction', 'reflection_prompt',
-           'chosen_attempts', 'reflection_jobs', 'reflect', 'reflection_summary']
+           'chosen_attempts', 'reflection_jobs', 'reflect', 'reflection_summary', 'refine_budget']
 
 # %% ../nbs/12_reflection.ipynb #7f841461
 REFLECT_PROMPT = (
@@ -115,3 +115,13 @@ def reflection_summary(recs: Sequence[dict]) -> dict:
     rs = [x for r in recs for x in r['reflection']['refined']]
     return dict(questions=len(recs), pairs=sum(len(r['reflection']['prompts']) for r in recs), refinements=len(rs),
                 correct=sum(x['correct'] for x in rs), accuracy=round(sum(x['correct'] for x in rs) / max(len(rs), 1), 4))
+
+# %% ../nbs/12_reflection.ipynb #6fb58cde
+def refine_budget(recs: Sequence[dict],   # records after stage 2
+                  n_tokens,               # text -> its token count (the student's tokenizer)
+                  floor: int,             # the least budget: `student_max_new_tokens`
+                  ratio: float = 1.0,     # room for a refinement, as a multiple of the longest reference it rewrites (0: `floor` alone)
+                 ) -> int:
+    "Refinements' `max_new_tokens`: room to rewrite the longest teacher CoT given as a reference, never below `floor`."
+    refs = [cots[0] for r in recs if (cots := kept_cots(r))]
+    return max(floor, math.ceil(ratio * max(map(n_tokens, map(untagged, refs)), default=0)))

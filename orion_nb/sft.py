@@ -12,11 +12,12 @@ from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS', 'VANISHED',
-           'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example', 'load_examples',
-           'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'pick_sampling', 'sft_config',
-           'make_trainer', 'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'launch_command',
-           'sft_key', 'from_stage', 'stop_forkserver', 'train', 'train_examples']
+__all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
+           'VANISHED', 'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example',
+           'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'batch_plan',
+           'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions', 'train_sft',
+           'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key', 'from_stage', 'placement',
+           'stop_forkserver', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -26,8 +27,8 @@ class SFTParams:
     lr: float = 1e-3                 # peak learning rate of full fine-tuning (cosine schedule after warmup)
     warmup: float = 0.03             # warmup, as a fraction of the steps
     scheduler: str = 'cosine'        # transformers lr_scheduler_type
-    batch_size: int = 16             # examples per device per step
-    grad_accum: int = 1              # gradient accumulation steps
+    batch_size: int = 16             # examples per optimizer step, over all processes (the effective batch: every training of a run the same)
+    per_device_batch_size: int = 0   # examples per process per forward pass (0: batch_size / processes); the rest is gradient accumulation
     weight_decay: float = 0.0        # AdamW weight decay
     max_grad_norm: float = 1.0       # gradient clipping
     max_length: int = 1024           # longest tokenized example (prompt + completion) allowed
@@ -52,6 +53,8 @@ class SFTParams:
 
 # %% ../nbs/20_sft.ipynb #ecb747d7
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+SCHEDULERS = ('linear', 'cosine', 'cosine_with_min_lr', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup',
+              'inverse_sqrt', 'warmup_stable_decay')   # transformers' lr_scheduler_type values `scheduler` may take (min_lr_rate and the like: `extra`'s lr_scheduler_kwargs)
 
 def precision_flags(precision: str) -> dict:
     "`SFTConfig`'s `bf16` / `fp16` autocast flags for `precision` ('auto': bf16 where a GPU supports it, else fp32)."
@@ -147,6 +150,14 @@ def _callback(cls: type) -> type:
     return type(cls.__name__, (cls, TrainerCallback), {})
 
 # %% ../nbs/20_sft.ipynb #a336a8ee
+def batch_plan(batch_size: int, per_device: int, world_size: int) -> tuple[int, int]:
+    "(per-device batch, gradient accumulation steps) that make `batch_size` examples an optimizer step over `world_size` processes."
+    per = per_device or batch_size // world_size
+    if not per or batch_size % (per * world_size):
+        raise ValueError(f'batch_size {batch_size} is not a multiple of per_device_batch_size {per_device or per} x {world_size} process(es): '
+                         'set sft_batch_size to a multiple, or sft_per_device_batch_size')
+    return per, batch_size // (per * world_size)
+
 def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
     "Resolve 'auto': padding-free where the attention is flash attention (it needs it), length-grouped batches elsewhere."
     flash = 'flash' in attn_implementation
@@ -156,7 +167,7 @@ def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
 
 # %% ../nbs/20_sft.ipynb #e9977298
 _FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'warmup', 'lr_scheduler_type': 'scheduler',
-         'per_device_train_batch_size': 'batch_size', 'gradient_accumulation_steps': 'grad_accum', 'weight_decay': 'weight_decay',
+         'per_device_train_batch_size': 'per_device_batch_size', 'gradient_accumulation_steps': 'batch_size', 'weight_decay': 'weight_decay',
          'max_grad_norm': 'max_grad_norm', 'bf16': 'precision', 'fp16': 'precision', 'seed': 'seed', 'data_seed': 'seed',
          'save_steps': 'save_steps', 'save_total_limit': 'save_total_limit', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
          'train_sampling_strategy': 'sampling', 'gradient_checkpointing': 'gradient_checkpointing'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
@@ -164,10 +175,10 @@ _FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'w
 def _config_kwargs(p: SFTParams, out_dir) -> dict:
     "The `SFTConfig` fields `sft_config` sets: completion-only loss, no truncation, a log line every step."
     import torch
-    s = pick_sampling(p.sampling, p.attn_implementation)
+    s, (per, accum) = pick_sampling(p.sampling, p.attn_implementation), batch_plan(p.batch_size, p.per_device_batch_size, int(os.environ.get('WORLD_SIZE', 1)))
     return dict(output_dir=str(out_dir), num_train_epochs=p.epochs, learning_rate=p.lora_lr if p.lora else p.lr, warmup_steps=p.warmup,
-                lr_scheduler_type=p.scheduler, per_device_train_batch_size=p.batch_size,
-                gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, max_grad_norm=p.max_grad_norm,
+                lr_scheduler_type=p.scheduler, per_device_train_batch_size=per,
+                gradient_accumulation_steps=accum, weight_decay=p.weight_decay, max_grad_norm=p.max_grad_norm,
                 max_length=None, completion_only_loss=True, padding_free=(s == 'padding_free'),
                 train_sampling_strategy='group_by_length' if s == 'group_by_length' else 'random',
                 **precision_flags(p.precision), gradient_checkpointing=checkpointing_flag(p.gradient_checkpointing), seed=p.seed, data_seed=p.seed, logging_steps=1, logging_nan_inf_filter=False,
@@ -257,7 +268,9 @@ def overlength_questions(model_path, example_files: dict, max_length: int) -> di
 def _summary(model_path, p: SFTParams, audit: dict, n_train: int, result, seconds: float, world_size: int, resume) -> dict:
     "What a training returns and saves: its inputs, the audit, what was dropped, and how it went (its CPU `threads` too)."
     import torch
+    per, accum = batch_plan(p.batch_size, p.per_device_batch_size, world_size)
     return dict(model_path=str(model_path), params=asdict(p), sampling=pick_sampling(p.sampling, p.attn_implementation),
+                batch=dict(effective=p.batch_size, per_device=per, grad_accum=accum, processes=world_size),
                 audit={k: v for k, v in audit.items() if k != 'over'}, dropped=audit['over'] if p.on_overlength == 'drop' else [],
                 n_train=n_train, steps=result.global_step, train_loss=result.training_loss,
                 seconds=seconds, world_size=world_size, resumed_from=resume, pid=os.getpid(), threads=torch.get_num_threads())
@@ -331,13 +344,21 @@ ONE_PROCESS = ('python', 'forkserver')                # launchers of one trainin
 OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
 DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
 
+def processes(nproc: int | str, gpus: int | None = None) -> int:
+    "Processes of a multi-process training: `nproc`, or for 'auto' the GPUs visible (`gpus`, counted when None), at least one."
+    if nproc != 'auto': return int(nproc)
+    if gpus is None:
+        import torch
+        gpus = torch.cuda.device_count()
+    return max(1, gpus)
+
 def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
     "The command running `orion-sft config` under `launcher`: 'python' is one process of its own, never the caller's (a notebook's kernel)."
     import sys
     if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
     bin_ = Path(sys.executable).parent
     head = ([] if launcher in ONE_PROCESS else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
-            [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []))
+            [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []) + ['--num_processes', str(nproc)])
     return head + [str(bin_/'orion-sft'), str(config)]
 
 # %% ../nbs/20_sft.ipynb #612c3f00
@@ -374,6 +395,17 @@ def from_stage(names: dict, seed: int) -> tuple[dict, dict]:
     fs = {f.name for f in fields(SFTParams)} - {'seed', 'ddp_backend'}     # the seed is the stage's; ddp_backend comes with the launch
     params = {k[4:]: v for k, v in names.items() if k.startswith('sft_') and k[4:] in fs}
     return {**params, 'seed': seed}, {k: names[f'sft_{k}'] for k in LAUNCH_PARAMS if f'sft_{k}' in names}
+
+# %% ../nbs/20_sft.ipynb #fdaee820
+def placement(launch: dict,          # the run's launch (`from_stage`)
+              n_params: int,         # the model's parameters (`jobs.model_params`)
+              gpus: int,             # GPUs visible
+              multi_above: float,    # `sft_multi_gpu_above`
+             ) -> dict:
+    "`train`'s launch arguments for one training placed as `06_train` places every recipe's (`jobs.place_jobs`): one GPU, or all above `multi_above`."
+    from orion_nb.jobs import gpu_env
+    if gpus <= 1 or n_params > multi_above: return dict(launch)
+    return {**launch, 'launcher': 'python', 'env': gpu_env([0])}
 
 # %% ../nbs/20_sft.ipynb #6aa41d89
 def _summary_of(out_dir: Path, cached: bool) -> dict:
@@ -446,7 +478,7 @@ def train(model_path,                    # starting model: a local folder or a H
           out_dir,                       # this training's own folder (cleared when it holds other content)
           params: dict | None = None,    # SFT parameters (`SFTParams` names)
           launcher: str = 'python',      # 'python' (a process of its own), 'forkserver' (one forked from a server with the libraries imported), 'torchrun' or 'accelerate'
-          nproc: int = 2,                # processes under torchrun
+          nproc: int | str = 2,          # processes under torchrun or accelerate ('auto': the GPUs visible)
           accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
           ddp_backend: str | None = None,  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
           threads: int = 0,              # CPU threads per training process (0: torch's own choice); part of what the model is made from
@@ -457,6 +489,7 @@ def train(model_path,                    # starting model: a local folder or a H
     from orion_nb.jobs import thread_env
     out_dir, params = Path(out_dir), dict(params or {})
     if launcher not in ONE_PROCESS and ddp_backend: params['ddp_backend'] = ddp_backend
+    nproc = processes(nproc) if launcher not in ONE_PROCESS else nproc
     ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config, threads))
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
     if (done := _copy_same(out_dir, ingredients, reuse)) is not None: return done
