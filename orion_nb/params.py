@@ -4,14 +4,15 @@
 
 # %% ../nbs/45_params.ipynb #d0c439ba
 from __future__ import annotations
-import importlib, math, os, re
+import importlib, json, math, os, re
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['MAX_PARAMS_BYTES', 'BASE', 'RUN_KEYS', 'CHOICES', 'RANGES', 'SIZE_COST', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY',
-           'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'ParamFile', 'load_params',
-           'allowed_values', 'range_of', 'in_range', 'declared_defaults', 'run_name_error', 'param_errors',
-           'check_params']
+           'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'GiB', 'DTYPE_BYTES',
+           'VLLM_OVERHEAD_GIB', 'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range',
+           'declared_defaults', 'run_name_error', 'param_count', 'served_dtype', 'kv_bytes_per_token', 'vllm_memory',
+           'vllm_models', 'model_config', 'vllm_fit', 'param_errors', 'check_params']
 
 # %% ../nbs/45_params.ipynb #6b9fb9f2
 class ParamFile(dict):
@@ -90,7 +91,7 @@ RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': 
           'seeds': '0..4294967295', 'eval_n': '1..1024', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '1..1000000', 'eval_k': '1..1024',
           'n_boot': '1..1000000', 'claim_margin': '0..1', 'nll_examples': '0..1000000', 'eval_top_p': '0..1',
           'eval_n_by_set': '1..1024', 'eval_max_new_tokens_by_set': '1..1000000', 'vllm_tensor_parallel_size': '1..1024',
-          'vllm_data_parallel_size': '1..1024', 'vllm_max_model_len': '0..10000000', 'vllm_gpu_memory_utilization': '0..1',
+          'vllm_data_parallel_size': '1..1024', 'vllm_max_model_len': '0..10000000', 'vllm_gpu_memory_utilization': '0..1', 'gpu_memory_gib': '> 0',
           'teacher_top_p': '0..1', 'teacher_max_concurrency': '1..10000', 'teacher_timeout': '> 0', 'teacher_max_retries': '0..100',
           'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0',
           'short_k': '1..1024', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '1..1000000',
@@ -233,6 +234,89 @@ def _model_error(k: str, v, base: Path, builtin=()) -> str | None:
     except HFValidationError: return f"{v!r} is neither a local folder nor a Hub id ('name' or 'namespace/name')"
     return None
 
+# %% ../nbs/45_params.ipynb #7ee3c587
+GiB = 2**30
+DTYPE_BYTES = {'float32': 4, 'float16': 2, 'bfloat16': 2}   # bytes of one weight or cached value
+VLLM_OVERHEAD_GIB = 4.0   # per GPU, beyond weights and KV cache: vLLM's profiling activations (2-3 GiB for a 32B model at its default tokens per step), sampler logits, CUDA context and graphs
+
+def _heads(c: dict) -> tuple[int, int, int, int]:
+    "hidden size, attention heads, KV heads and head size of a model's config."
+    n = c['num_attention_heads']
+    return c['hidden_size'], n, c.get('num_key_value_heads') or n, c.get('head_dim') or c['hidden_size'] // n
+
+def param_count(c: dict) -> int:
+    "Parameters of a Llama/Qwen-style decoder from its config: embeddings, attention, MLP, norms, and lm_head unless tied."
+    h, n, kv, hd = _heads(c)
+    bias = (n + 2 * kv) * hd if c.get('attention_bias', c.get('model_type') == 'qwen2') else 0   # Qwen2: q, k, v biases
+    layer = 2 * h * n * hd + 2 * h * kv * hd + bias + 3 * h * c['intermediate_size'] + 2 * h   # q, o; k, v; gate, up, down; 2 norms
+    return c['vocab_size'] * h * (1 if c.get('tie_word_embeddings', False) else 2) + c['num_hidden_layers'] * layer + h
+
+# %% ../nbs/45_params.ipynb #7aae33db
+def served_dtype(c: dict, vllm_dtype: str = 'auto') -> str:
+    "The dtype vLLM serves config `c` in: `vllm_dtype`, or for 'auto' the config's (float32 weights are served in 16 bits, as vLLM does)."
+    if vllm_dtype != 'auto': return vllm_dtype
+    d = str(c.get('torch_dtype') or c.get('dtype') or 'float32').removeprefix('torch.')
+    return 'bfloat16' if d == 'float32' else d
+
+def kv_bytes_per_token(c: dict, dtype_bytes: int, tp: int = 1) -> float:
+    "KV cache bytes of one token on each of `tp` GPUs: keys and values of every layer's KV heads (replicated when fewer than `tp`)."
+    _, _, kv, hd = _heads(c)
+    return 2 * c['num_hidden_layers'] * max(kv / tp, 1) * hd * dtype_bytes
+
+# %% ../nbs/45_params.ipynb #d104e6a9
+def vllm_memory(c: dict,   # the model's config.json
+                p: dict,   # the run's parameters (vllm_*, gpu_memory_gib)
+               ) -> dict:
+    "GiB per GPU that serving config `c` under `p` needs (weights, KV cache of one longest sequence, overhead) and has (`available`)."
+    tp = p.get('vllm_tensor_parallel_size') or 1
+    b = DTYPE_BYTES.get(served_dtype(c, p.get('vllm_dtype') or 'auto'), 2)
+    n = p.get('vllm_max_model_len') or c.get('max_position_embeddings') or 0   # 0: the model's own
+    return dict(weights=param_count(c) * b / tp / GiB, kv=kv_bytes_per_token(c, b, tp) * n / GiB, overhead=VLLM_OVERHEAD_GIB,
+                tokens=n, tp=tp, available=p.get('vllm_gpu_memory_utilization', 0.9) * p.get('gpu_memory_gib', 80.0))
+
+# %% ../nbs/45_params.ipynb #3345eeff
+def vllm_models(p: dict) -> dict[str, str]:
+    "Parameter -> model, for each model the run serves with vLLM: the student, the teacher, the short teacher and the corrector."
+    on = {'student': p.get('gen_backend') == 'vllm', 'teacher_model': p.get('teacher') == 'vllm',
+          'short_model': p.get('short_teacher') == 'vllm', 'correction_model': p.get('correction_teacher') == 'vllm'}
+    out = {k: p[k] for k, used in on.items() if used and p.get(k)}
+    if on['correction_model'] and not p.get('correction_model') and p.get('teacher_model'): out['teacher_model'] = p['teacher_model']   # the corrector's fallback
+    return out
+
+# %% ../nbs/45_params.ipynb #3fae7103
+def model_config(model: str,        # a local model folder or a Hub id
+                 base: Path,        # relative folders resolve against this one
+                 builtin=(),        # built-in students (no config to read)
+                 cache_dir=None,    # the Hugging Face cache (default: its usual place, $HF_HUB_CACHE)
+                ) -> tuple[dict | None, str]:
+    "A model's `config.json` read with json, or None and why not: from a local folder, else from the Hugging Face cache."
+    if model in builtin: return None, 'a built-in student, built here'
+    if (p := (base/model).expanduser()).is_dir(): f = p/'config.json'
+    else:
+        from huggingface_hub import try_to_load_from_cache
+        try: f = try_to_load_from_cache(model, 'config.json', cache_dir=cache_dir)
+        except ValueError as e: return None, str(e)
+        if not isinstance(f, str): return None, 'no config.json in the Hugging Face cache (download the model, or name a local folder)'
+    try: return json.loads(Path(f).read_text()), ''
+    except (OSError, ValueError) as e: return None, f'cannot read {f}: {e}'
+
+# %% ../nbs/45_params.ipynb #e087c50a
+def vllm_fit(p: dict, base: Path, builtin=(), cache_dir=None) -> tuple[dict[str, str], list[str]]:
+    "Parameter -> why its model does not fit a GPU under vLLM; and a note per model: its estimate, or why it was skipped."
+    errs, notes = {}, []
+    for k, model in vllm_models(p).items():
+        c, why = model_config(model, base, builtin, cache_dir)
+        try: m = c and vllm_memory(c, p)
+        except (KeyError, TypeError, ZeroDivisionError) as e: c, why = None, f'its config.json lacks {e}'
+        if c is None: notes.append(f'{k} ({model}): GPU memory estimate skipped: {why}'); continue
+        need = m['weights'] + m['kv'] + m['overhead']
+        est = (f"{m['weights']:.1f} GiB weights + {m['kv']:.1f} GiB KV cache of one {m['tokens']:,}-token sequence + {m['overhead']:.1f} GiB overhead "
+               f"= {need:.1f} GiB per GPU (tensor parallel {m['tp']}); available {p.get('vllm_gpu_memory_utilization')} x {p.get('gpu_memory_gib')} GiB = {m['available']:.1f} GiB")
+        notes.append(f"{k} ({model}): {'fits' if need <= m['available'] else 'does not fit'}: {est}")
+        if need > m['available']: errs[k] = (f'{model} does not fit one GPU under vLLM: {est}; lower vllm_max_model_len, raise vllm_tensor_parallel_size '
+                                             "or vllm_gpu_memory_utilization, or set gpu_memory_gib to the GPU's memory")
+    return errs, notes
+
 # %% ../nbs/45_params.ipynb #f2013f96
 def _joint_errors(p: dict) -> dict[str, str]:
     "Parameter -> what is wrong with it given the others (only where both are set in `p`)."
@@ -265,6 +349,8 @@ def param_errors(params: dict,                  # names and values (a `ParamFile
                  source='parameters',           # the file's name in messages
                  stage_names=None,              # the stages `stages:` may select (None: not checked)
                  base=None,                     # relative paths resolve against this folder (default: the working directory)
+                 notes=None,                    # a list: each vLLM model's GPU memory estimate, or why it was skipped, is appended
+                 cache_dir=None,                # the Hugging Face cache model configs are read from (default: its usual place)
                 ) -> list[str]:
     "A message for every problem of `params`: `file:line: parameter 'name': what is wrong`."
     from orion_nb.student import BUILT
@@ -277,6 +363,9 @@ def param_errors(params: dict,                  # names and values (a `ParamFile
             e = f"{', '.join(map(repr, bad))} not a stage; choose from {', '.join(stage_names)}"
         if e: errs.append(_message(where(k, source), k, e))
     if not errs: errs = [_message(where(k, source), k, e) for k, e in _joint_errors({**declared_defaults(declared), **params}).items()]
+    if not errs:
+        fit, said = vllm_fit({**declared_defaults(declared), **params}, base, BUILT, cache_dir)
+        errs = [_message(where(k, source), k, e) for k, e in fit.items()]; (notes if notes is not None else []).extend(said)
     return errs
 
 def _message(where: str, k: str, e: str) -> str:
@@ -284,6 +373,6 @@ def _message(where: str, k: str, e: str) -> str:
     u = 'unknown parameter'
     return f"{where}: {u} '{k}'{e[len(u):]}" if e.startswith(u) else f"{where}: parameter '{k}': {e}"
 
-def check_params(params: dict, declared: dict[str, dict], source='parameters', stage_names=None, base=None) -> None:
+def check_params(params: dict, declared: dict[str, dict], source='parameters', stage_names=None, base=None, notes=None, cache_dir=None) -> None:
     "Raise `ValueError` listing every problem of `params` (see `param_errors`)."
-    if errs := param_errors(params, declared, source, stage_names, base): raise ValueError('\n'.join(errs))
+    if errs := param_errors(params, declared, source, stage_names, base, notes, cache_dir): raise ValueError('\n'.join(errs))

@@ -462,10 +462,11 @@ def main(argv=None):
         for sig, h in old.items(): signal.signal(sig, h)
 
 def _check_files(paths, nb_dir) -> int:
-    "`orion check`: every problem of every file on stderr (2 when there is one), 'ok' for each good file."
+    "`orion check`: every problem of every file on stderr (2 when there is one), 'ok' for each good file, with each vLLM model's GPU memory estimate."
     nbs = pipeline_notebooks(nb_dir); decl = {k: v for nb in nbs for k, v in declared_parameters(nb).items()}
     bad = 0
     for p in paths:
-        try: check_params(load_params(p), decl, p, [stage_name(nb) for nb in nbs]); print(f'{p}: ok')
+        notes = []
+        try: check_params(load_params(p), decl, p, [stage_name(nb) for nb in nbs], notes=notes); print(''.join(f'{p}: {n}\n' for n in notes) + f'{p}: ok')
         except (ValueError, FileNotFoundError) as e: print(f'orion: {e}', file=sys.stderr); bad += 1
     return 2 if bad else 0

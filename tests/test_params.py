@@ -84,3 +84,40 @@ def test_parameter_file_size_is_bounded(tmp_path, capsys):
     f = tmp_path/'big.yaml'; f.write_text('run_name: t\n' + '# padding\n' * 200_000)
     assert main(['check', str(f)]) == 2
     assert 'larger than' in capsys.readouterr().err
+
+QWEN15 = dict(model_type='qwen2', hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+              vocab_size=151936, tie_word_embeddings=True, torch_dtype='bfloat16', max_position_embeddings=32768)   # Qwen2.5-1.5B-Instruct's config.json
+QWEN32 = dict(model_type='qwen2', hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8,
+              vocab_size=152064, tie_word_embeddings=False, torch_dtype='bfloat16', max_position_embeddings=32768)  # Qwen2.5-32B-Instruct's
+
+def hub_cache(root, configs: dict) -> Path:
+    "A Hugging Face cache under `root` holding each Hub id's `config.json`, laid out as a download leaves it."
+    import json
+    for repo, c in configs.items():
+        d = root/f"models--{repo.replace('/', '--')}"; (d/'refs').mkdir(parents=True); (d/'refs'/'main').write_text('abc')
+        (d/'snapshots'/'abc').mkdir(parents=True); (d/'snapshots'/'abc'/'config.json').write_text(json.dumps(c))
+    return root
+
+@pytest.mark.parametrize('path', REAL, ids=lambda p: p.name)
+def test_real_params_gpu_fit(path, tmp_path):
+    "With the models' configs at hand: the 1.5B student fits one 80 GiB GPU; the 32B short teacher and corrector at 32k tokens, 0.9 of one, do not."
+    decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
+    hub = hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15, 'Qwen/Qwen2.5-32B-Instruct': QWEN32})
+    p, notes = load_params(path), []
+    if p.get('teacher_traces_path'): (tmp_path/'t.jsonl').write_text(''); p['teacher_traces_path'] = str(tmp_path/'t.jsonl')
+    errs = param_errors(p, decl, str(path), base=ROOT, notes=notes, cache_dir=hub)
+    assert notes[0].startswith('student (Qwen/Qwen2.5-1.5B-Instruct): fits: 2.9 GiB weights + 0.9 GiB KV cache of one 32,768-token sequence'), notes
+    if p.get('short_teacher') != 'vllm': assert errs == [] and len(notes) == 1; return
+    assert [e.split(': ')[1] for e in errs] == ["parameter 'short_model'", "parameter 'correction_model'"], errs
+    assert all('61.0 GiB weights + 8.0 GiB KV cache of one 32,768-token sequence + 4.0 GiB overhead = 73.0 GiB per GPU' in e
+               and 'available 0.9 x 80.0 GiB = 72.0 GiB; lower vllm_max_model_len' in e for e in errs), errs
+    assert param_errors({**p, 'vllm_gpu_memory_utilization': 0.95}, decl, str(path), base=ROOT, cache_dir=hub) == []
+
+def test_check_says_when_the_gpu_estimate_is_skipped(tmp_path):
+    "`orion check` prints each vLLM model's estimate (configs from $HF_HUB_CACHE), or that it was skipped and why; neither fails."
+    import os, subprocess, sys
+    cmd = [sys.executable, '-c', 'import sys; from orion_nb.report import main; sys.exit(main())', 'check', 'params/qwen2.5-1.5b-r1-api.yaml']
+    for hub, said in [(tmp_path/'empty', 'GPU memory estimate skipped: no config.json in the Hugging Face cache'),
+                      (hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15}), 'fits: 2.9 GiB weights')]:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, 'HF_HUB_CACHE': str(hub)})
+        assert r.returncode == 0 and f'params/qwen2.5-1.5b-r1-api.yaml: student (Qwen/Qwen2.5-1.5B-Instruct): {said}' in r.stdout, r.stdout + r.stderr
