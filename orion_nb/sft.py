@@ -15,8 +15,8 @@ from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 __all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
            'VANISHED', 'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example',
            'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'batch_plan',
-           'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions', 'train_sft',
-           'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key', 'from_stage', 'placement',
+           'attention', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions',
+           'train_sft', 'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key', 'from_stage', 'placement',
            'stop_forkserver', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
@@ -42,7 +42,7 @@ class SFTParams:
     lora_dropout: float = 0.05       # LoRA dropout
     lora_targets: str = 'all-linear' # modules that get adapters
     precision: str = 'auto'          # autocast: 'auto' (bf16 on GPUs that have it, else none), 'fp32', 'bf16', 'fp16'; weights stay fp32
-    attn_implementation: str = 'sdpa'  # transformers attention ('flash_attention_2' allows padding-free batches)
+    attn_implementation: str = 'sdpa'  # transformers attention: 'auto' (flash attention 2 where installed on a GPU, else SDPA), 'sdpa', 'flash_attention_2' (allows padding-free batches), 'eager'
     gradient_checkpointing: str = 'auto'  # recompute activations in the backward pass: 'auto' (on GPUs, TRL's default; off on CPUs), 'on', 'off'
     seed: int = 0                    # data order and initialisation of new weights
     save_steps: int = 0              # checkpoint every N steps, so a killed training resumes (0: only the final model)
@@ -157,6 +157,15 @@ def batch_plan(batch_size: int, per_device: int, world_size: int) -> tuple[int, 
         raise ValueError(f'batch_size {batch_size} is not a multiple of per_device_batch_size {per_device or per} x {world_size} process(es): '
                          'set sft_batch_size to a multiple, or sft_per_device_batch_size')
     return per, batch_size // (per * world_size)
+
+def attention(impl: str, cuda: bool | None = None) -> str:
+    "Resolve 'auto': flash attention 2 where it is installed and a GPU is there (padding-free batches then), else SDPA."
+    if impl != 'auto': return impl
+    import importlib.util
+    if cuda is None:
+        import torch
+        cuda = torch.cuda.is_available()
+    return 'flash_attention_2' if cuda and importlib.util.find_spec('flash_attn') else 'sdpa'
 
 def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
     "Resolve 'auto': padding-free where the attention is flash attention (it needs it), length-grouped batches elsewhere."
@@ -305,6 +314,7 @@ def train_sft(model_path,                  # starting model: a local folder or a
              ) -> dict:
     "Fine-tune `model_path` on prompt–completion `train` with TRL; return a summary (also saved as `sft_summary.json`)."
     p = (params if isinstance(params, SFTParams) else SFTParams.from_dict(params or {})).check()
+    p.attn_implementation = attention(p.attn_implementation)   # 'auto' resolved where the training runs
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     exs, audit = _train_set(model_path, train, p)
     trainer = make_trainer(model_path, exs, out_dir, p, callbacks)
