@@ -84,3 +84,13 @@ def test_parameter_file_size_is_bounded(tmp_path, capsys):
     f = tmp_path/'big.yaml'; f.write_text('run_name: t\n' + '# padding\n' * 200_000)
     assert main(['check', str(f)]) == 2
     assert 'larger than' in capsys.readouterr().err
+
+
+def test_vllm_data_parallel_auto(tmp_path):
+    "vllm_data_parallel_size may be 'auto' (the real parameter files' choice) or an integer; anything else is refused by name."
+    decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
+    assert all(load_params(p)['vllm_data_parallel_size'] == 'auto' for p in REAL if 'qwen2.5-1.5b-r1' in p.name)
+    assert param_errors({'vllm_data_parallel_size': 'auto'}, decl, 'p.yaml', base=ROOT) == []
+    assert param_errors({'vllm_data_parallel_size': 2}, decl, 'p.yaml', base=ROOT) == []
+    errs = param_errors({'vllm_data_parallel_size': 'all'}, decl, 'p.yaml', base=ROOT)
+    assert len(errs) == 1 and "parameter 'vllm_data_parallel_size': expected 'auto' or an integer, got str ('all')" in errs[0], errs
