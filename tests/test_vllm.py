@@ -27,7 +27,7 @@ def fake_vllm(monkeypatch):
         def __init__(self, **kw):
             if int(kw.get('data_parallel_size', 1)) > 1:           # as vLLM 0.32 does
                 raise ValueError(f"LLM(data_parallel_size={kw['data_parallel_size']}) is not supported for single-process usage")
-            seen['llm'] = kw
+            seen['llm'] = kw; seen['made'] = seen.get('made', 0) + 1
             self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=kw.get('max_model_len', 4096)))
         def get_tokenizer(self): return tok
         def generate(self, prompts, sps, use_tqdm=True, lora_request=None):
@@ -114,6 +114,23 @@ def test_data_parallel_auto(fake_vllm, monkeypatch):
     monkeypatch.setattr(generate, '_visible_gpus', lambda: [])
     g = VLLMGenerator('m', data_parallel_size='auto')
     assert g.ranks == [] and 'data_parallel_size' not in fake_vllm[0]['llm']
+
+
+def test_jobs_share_one_engine(fake_vllm, tmp_path, monkeypatch):
+    "In an inline pool, vLLM jobs of one model and settings share one engine; another model replaces it; all closed at shutdown."
+    from orion_nb.jobs import GenJob, gen_jobs, job_pool, run_gen_job
+    seen, _ = fake_vllm
+    closed = []; monkeypatch.setattr(VLLMGenerator, 'close', lambda self: closed.append(self.model_id))
+    def fn(recs, gen, store_path=None): return [gen.model_id] * len(recs)
+    jobs = gen_jobs(fn, 'org/model', list(range(6)), tmp_path/'s.jsonl', 3, {}, backend='vllm', engine=dict(dtype='bfloat16'))
+    with job_pool(1, executor='inline') as pool:
+        assert [pool.submit(run_gen_job, j).result() for j in jobs] == [['org/model'] * 2] * 3
+        assert (seen['made'], closed) == (1, [])                                  # three jobs, one engine, still open
+        pool.submit(run_gen_job, GenJob(fn, 'org/other', [1], backend='vllm')).result()
+        assert (seen['made'], closed) == (2, ['org/model'])                       # one engine at a time on the GPUs
+    assert closed == ['org/model', 'org/other']
+    run_gen_job(jobs[0]); run_gen_job(jobs[1])                                   # outside a pool: each job its own, closed after
+    assert (seen['made'], closed[2:]) == (4, ['org/model'] * 2)
 
 
 def test_defaults(fake_vllm):
