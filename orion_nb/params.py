@@ -100,7 +100,7 @@ RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': 
           'train_workers': '1..1024', 'train_threads': '1..1024', 'eval_workers': '1..1024', 'eval_threads': '1..1024', 'sft_multi_gpu_above': '> 0',
           'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000'}
 SIZE_COST = 'a size: every unit is generated, sampled, trained on or kept in memory, so the bound is what a run could afford'   # said with an out-of-range size
-AUTO = ('train_workers', 'eval_workers', 'gen_workers', 'sft_nproc')   # 'auto' or an integer
+AUTO = ('train_workers', 'eval_workers', 'gen_workers', 'sft_nproc', 'vllm_data_parallel_size')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
 ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)

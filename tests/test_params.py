@@ -100,18 +100,19 @@ def hub_cache(root, configs: dict) -> Path:
 
 @pytest.mark.parametrize('path', REAL, ids=lambda p: p.name)
 def test_real_params_gpu_fit(path, tmp_path):
-    "With the models' configs at hand: the 1.5B student fits one 80 GiB GPU; the 32B short teacher and corrector at 32k tokens, 0.9 of one, do not."
+    "With the models' configs at hand: the 1.5B student fits one 80 GiB GPU; the 32B short teacher and corrector at 32k tokens fit 0.95 of one, not 0.9."
     decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
     hub = hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15, 'Qwen/Qwen2.5-32B-Instruct': QWEN32})
     p, notes = load_params(path), []
     if p.get('teacher_traces_path'): (tmp_path/'t.jsonl').write_text(''); p['teacher_traces_path'] = str(tmp_path/'t.jsonl')
     errs = param_errors(p, decl, str(path), base=ROOT, notes=notes, cache_dir=hub)
     assert notes[0].startswith('student (Qwen/Qwen2.5-1.5B-Instruct): fits: 2.9 GiB weights + 0.9 GiB KV cache of one 32,768-token sequence'), notes
-    if p.get('short_teacher') != 'vllm': assert errs == [] and len(notes) == 1; return
+    assert errs == [], errs   # the traces file's 32B short teacher and corrector fit at its 0.95 of one GPU ...
+    if p.get('short_teacher') != 'vllm': assert len(notes) == 1; return
+    errs = param_errors({**p, 'vllm_gpu_memory_utilization': 0.9}, decl, str(path), base=ROOT, cache_dir=hub)   # ... and not at 0.9
     assert [e.split(': ')[1] for e in errs] == ["parameter 'short_model'", "parameter 'correction_model'"], errs
     assert all('61.0 GiB weights + 8.0 GiB KV cache of one 32,768-token sequence + 4.0 GiB overhead = 73.0 GiB per GPU' in e
                and 'available 0.9 x 80.0 GiB = 72.0 GiB; lower vllm_max_model_len' in e for e in errs), errs
-    assert param_errors({**p, 'vllm_gpu_memory_utilization': 0.95}, decl, str(path), base=ROOT, cache_dir=hub) == []
 
 def test_check_says_when_the_gpu_estimate_is_skipped(tmp_path):
     "`orion check` prints each vLLM model's estimate (configs from $HF_HUB_CACHE), or that it was skipped and why; neither fails."
@@ -121,3 +122,12 @@ def test_check_says_when_the_gpu_estimate_is_skipped(tmp_path):
                       (hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15}), 'fits: 2.9 GiB weights')]:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, 'HF_HUB_CACHE': str(hub)})
         assert r.returncode == 0 and f'params/qwen2.5-1.5b-r1-api.yaml: student (Qwen/Qwen2.5-1.5B-Instruct): {said}' in r.stdout, r.stdout + r.stderr
+
+def test_vllm_data_parallel_auto(tmp_path):
+    "vllm_data_parallel_size may be 'auto' (the real parameter files' choice) or an integer; anything else is refused by name."
+    decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
+    assert all(load_params(p)['vllm_data_parallel_size'] == 'auto' for p in REAL if 'qwen2.5-1.5b-r1' in p.name)
+    assert param_errors({'vllm_data_parallel_size': 'auto'}, decl, 'p.yaml', base=ROOT) == []
+    assert param_errors({'vllm_data_parallel_size': 2}, decl, 'p.yaml', base=ROOT) == []
+    errs = param_errors({'vllm_data_parallel_size': 'all'}, decl, 'p.yaml', base=ROOT)
+    assert len(errs) == 1 and "parameter 'vllm_data_parallel_size': expected 'auto' or an integer, got str ('all')" in errs[0], errs

