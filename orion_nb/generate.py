@@ -558,6 +558,12 @@ def _complete(self: VLLMGenerator, requests, params):
         res[j] = Completion(o.outputs[0].text, 'stop' if o.outputs[0].finish_reason == 'stop' else 'length', len(ids[j]), len(o.outputs[0].token_ids))
     return res
 
+# %% ../nbs/05_generate.ipynb #be2c4ca4
+@patch(as_prop=True)
+def sampler_id(self: VLLMGenerator) -> str:
+    "As `Generator.sampler_id`, marked when samples come from the engine's own seed (`seed_per_request=False`): not reproducible alone."
+    return f'{self.key_id}|{self.backend}' + ('' if getattr(self, 'seed_per_request', True) else '|engine-seeded')
+
 # %% ../nbs/05_generate.ipynb #30266db8
 @patch
 def close(self: VLLMGenerator):
@@ -721,12 +727,13 @@ def _stream(self: OpenAIGenerator, requests, params):
 # %% ../nbs/05_generate.ipynb #3abcd1e6
 BACKENDS = {'transformers': TransformersGenerator, 'vllm': VLLMGenerator, 'openai': OpenAIGenerator}
 VLLM_DTYPES = ('auto', 'bfloat16', 'float16', 'float32')   # what `vllm_dtype` may be
-VLLM_PARAMS = ('tensor_parallel_size', 'data_parallel_size', 'max_model_len', 'gpu_memory_utilization', 'enforce_eager', 'dtype')
+VLLM_PARAMS = ('tensor_parallel_size', 'data_parallel_size', 'max_model_len', 'gpu_memory_utilization', 'enforce_eager', 'dtype', 'seed_per_request')
 
 def backend_settings(backend: str, names: dict) -> dict:
     "A stage's engine settings for `make_generator`: its `vllm_<name>` parameters for vLLM (0, '' or False: vLLM's own), none for other backends."
     if backend != 'vllm': return {}
-    return {k: names[f'vllm_{k}'] for k in VLLM_PARAMS if names.get(f'vllm_{k}') not in (None, 0, '', False)}
+    keep = lambda k, v: v is False if k == 'seed_per_request' else v not in (None, 0, '', False)   # seeds per request are the default
+    return {k: names[f'vllm_{k}'] for k in VLLM_PARAMS if keep(k, names.get(f'vllm_{k}'))}
 
 def make_generator(backend: str = 'transformers', **kw) -> Generator:
     "The generator of `backend` ('transformers', 'vllm' or 'openai') built from `kw`."

@@ -115,7 +115,7 @@ def long_traces(params: dict, out, max_chars: int = 9000) -> Path:
     from orion_nb.core import read_jsonl, write_jsonl
     from orion_nb.data import load_train_pool, sample_pool
     d = Path(params['data_dir'])/LONG_COTS
-    cots = sorted(o for f in sorted(d.glob('*.jsonl')) for r in read_jsonl(f) for o, ok in zip(r['output'], r['label']) if ok == 1 and len(o) <= max_chars)
+    cots = sorted(o for f in sorted(d.glob('*.jsonl')) for _, r in read_jsonl(f) for o, ok in zip(r['output'], r['label']) if ok == 1 and len(o) <= max_chars)
     if not cots: raise FileNotFoundError(f'no labelled-correct long CoTs of at most {max_chars} characters in {d}')
     qs = sample_pool(load_train_pool(params['train_pool'], params['data_dir'], on_invalid='skip'), params['train_n'], params.get('world_seed', 0))   # 00_data's sample
     return write_jsonl(out, [dict(id=q['id'], trace=f"<think>\n{cots[i % len(cots)]}\n</think>\n\nThe answer is \\boxed{{{q['answer']}}}.") for i, q in enumerate(qs)])
