@@ -43,3 +43,12 @@ def test_rehearsal_ran_the_real_path(name):
     assert sums and all(s['batch'] == dict(effective=4, per_device=1, grad_accum=2, processes=2) for s in sums)
     assert not list(d.rglob('checkpoint-*'))                     # sft_save_steps 1 wrote them; a finished training keeps none
     assert list(d.rglob('*generations*.jsonl'))
+
+
+def test_api_rehearsal_counted_its_spend_and_sampled_per_set():
+    "The API file's rehearsal: every store of an API teacher has a spend ledger with every request billed; AIME24 got its own sample count."
+    d, m = _run('rehearsal-qwen2.5-api')
+    ledgers = [json.loads(p.read_text()) for p in d.rglob('*.spend.json')]
+    assert len(ledgers) == 3 and all(x['sent'] == x['billed'] > 0 and x['completion_tokens'] > 0 for x in ledgers), ledgers
+    rows = [json.loads(l) for l in (d/'07_evaluate'/'outputs'/'orion_seed0__aime24.jsonl').read_text().splitlines()]
+    assert {r['sample'] for r in rows} == set(range(m['params']['eval_n_by_set']['aime24']))
