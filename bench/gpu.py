@@ -29,10 +29,10 @@ def train_flops(n_params: int, layers: int, hidden: int, lengths) -> float:
     return sum(6 * n_params * s + 6 * layers * hidden * s * s for s in lengths)
 
 def run_settings(path) -> dict:
-    "The SFT and vLLM settings of a parameter file (the pipeline's defaults where it has none)."
+    "The SFT and vLLM settings of a parameter file (the pipeline's defaults where it has none); the batch is one GPU's micro-batch (`sft_per_device_batch_size`)."
     import yaml
     p = yaml.safe_load(Path(path).read_text())
-    sft = dict(epochs=1, warmup=0.0, batch_size=p.get('sft_batch_size', 16), lr=p.get('sft_lr', 1e-3), max_length=p.get('sft_max_length', 1024),
+    sft = dict(epochs=1, warmup=0.0, batch_size=p.get('sft_per_device_batch_size') or p.get('sft_batch_size', 16), lr=p.get('sft_lr', 1e-3), max_length=p.get('sft_max_length', 1024),
                precision=p.get('sft_precision', 'auto'), gradient_checkpointing=p.get('sft_gradient_checkpointing', 'auto'),
                attn_implementation=p.get('sft_attn_implementation', 'sdpa'), on_overlength=p.get('sft_on_overlength', 'error'))
     return dict(sft=sft, vllm=dict(max_model_len=p.get('vllm_max_model_len') or 4096, gpu_memory_utilization=p.get('vllm_gpu_memory_utilization', 0.9)))

@@ -29,11 +29,11 @@ def test_param_count_matches_transformers(tied):
     assert sum(p.numel() for p in m.parameters()) == param_count(c)
 
 def test_run_settings_and_varied_examples():
-    "The run's SFT settings (batch 4, 16k tokens, bf16 autocast, checkpointing) and examples of varied lengths, so batches pad."
+    "The run's SFT settings (one GPU's micro-batch of 2, 16k tokens, bf16 autocast, checkpointing) and examples of varied lengths, so batches pad."
     r = gpu.run_settings(ROOT/'params'/'qwen2.5-1.5b-r1-traces.yaml')
     assert {k: r['sft'][k] for k in ('batch_size', 'max_length', 'precision', 'gradient_checkpointing', 'on_overlength')} == \
-        dict(batch_size=4, max_length=16384, precision='auto', gradient_checkpointing='on', on_overlength='drop')
-    assert r['vllm'] == dict(max_model_len=32768, gpu_memory_utilization=0.9)
+        dict(batch_size=2, max_length=16384, precision='auto', gradient_checkpointing='on', on_overlength='drop')
+    assert r['vllm'] == dict(max_model_len=32768, gpu_memory_utilization=0.95)
     from orion_nb.models import train_tokenizer
     from orion_nb.sft import example_length
     tok = train_tokenizer()

@@ -87,7 +87,7 @@ def test_ddp_two_cpu_processes(base, tmp_path):
     train.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
     cfg = tmp_path/'cfg.json'
     cfg.write_text(json.dumps(dict(model=str(path), train=str(train), out_dir=str(tmp_path/'out'),
-                                   params=dict(epochs=1, batch_size=4, lr=1e-2, max_length=128, ddp_backend='gloo', sampling='random'))))
+                                   params=dict(epochs=1, batch_size=8, lr=1e-2, max_length=128, ddp_backend='gloo', sampling='random'))))   # 8 a step: 4 per rank
     (tmp_path/'driver.py').write_text(DRIVER)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([str(Path(sys.executable).parent/'torchrun'), '--nproc_per_node', '2', '--master_port', '29531',
@@ -98,6 +98,7 @@ def test_ddp_two_cpu_processes(base, tmp_path):
     assert open(tmp_path/'params_0.txt').read() == open(tmp_path/'params_1.txt').read()   # in sync
     s = json.loads((tmp_path/'out'/'sft_summary.json').read_text())
     assert s['world_size'] == 2 and s['steps'] == 4                           # 32 examples / (2 ranks x 4)
+    assert s['batch'] == dict(effective=8, per_device=4, grad_accum=1, processes=2)
     log = (tmp_path/'out'/'trainer_log.jsonl').read_text().splitlines()
     assert len(log) == s['steps']                                              # written by one process only
     assert sorted(p.name for p in (tmp_path/'out'/'model').iterdir() if p.suffix == '.safetensors') == ['model.safetensors']
