@@ -12,9 +12,9 @@ from .core import stable_hash
 from .data import make_record
 
 # %% auto #0
-__all__ = ['NAMES', 'COUNT_ITEMS', 'AMOUNT_ITEMS', 'KINDS', 'LEVEL_RANGES', 'MAX_VALUE', 'SENTENCES', 'START', 'ASK',
-           'DEFAULT_KIND_WEIGHTS', 'fmt_num', 'parse_num', 'check_arithmetic', 'Step', 'Spec', 'equations', 'answer_of',
-           'canonical', 'step_sentences', 'render_question', 'parse_question', 'sample_spec', 'split_of',
+__all__ = ['NAMES', 'COUNT_ITEMS', 'AMOUNT_ITEMS', 'KINDS', 'LEVEL_RANGES', 'MAX_VALUE', 'SENTENCES', 'START', 'ASK', 'SPLITS',
+           'HELD_OUT', 'DEFAULT_KIND_WEIGHTS', 'fmt_num', 'parse_num', 'check_arithmetic', 'Step', 'Spec', 'equations',
+           'answer_of', 'canonical', 'step_sentences', 'render_question', 'parse_question', 'sample_spec', 'split_of',
            'short_solution', 'to_record', 'generate', 'TeacherStyle', 'teacher_cot', 'corpus']
 
 # %% ../nbs/02_world.ipynb #d4f4d9cb
@@ -53,7 +53,7 @@ COUNT_ITEMS = ['apples', 'marbles', 'stickers', 'cookies', 'cards', 'books', 'pe
 AMOUNT_ITEMS = ['pizzas', 'cakes', 'pies', 'liters of juice', 'kilograms of rice', 'meters of rope', 'cups of flour']
 KINDS = ('integer', 'fraction', 'decimal')
 # level -> (largest start value, largest add/sub operand); multipliers and divisors stay in 2..5 / 2..9
-LEVEL_RANGES = {1: (10, 5), 2: (15, 6), 3: (20, 8), 4: (25, 9), 5: (30, 10)}
+LEVEL_RANGES = {1: (10, 5), 2: (15, 6), 3: (20, 8), 4: (25, 9), 5: (30, 10), 6: (35, 10), 7: (40, 12)}
 MAX_VALUE = 99        # no value before the last step exceeds two digits
 
 # %% ../nbs/02_world.ipynb #85f46ac1
@@ -231,9 +231,16 @@ def sample_spec(rng: random.Random,           # the random source
         if steps is not None: return _dress(rng, start, steps, kind)
 
 # %% ../nbs/02_world.ipynb #b7d4fd00
+SPLITS = ('train', 'test', 'val', 'probe')
+HELD_OUT = {'test': 0.5, 'val': 0.25, 'probe': 0.25}   # how the held-out skeletons (`test_frac` of all) are shared
+
 def split_of(spec: Spec, test_frac: float = 0.2) -> str:
-    "'test' or 'train': a fixed function of the hash of `spec`'s arithmetic skeleton."
-    return 'test' if int(stable_hash(canonical(spec)), 16) % 10_000 < test_frac * 10_000 else 'train'
+    "`spec`'s split (`SPLITS`): a fixed function of the hash of its arithmetic skeleton; the held-out ones share `test_frac`."
+    u, lo = int(stable_hash(canonical(spec)), 16) % 10_000 / 10_000, 0.0
+    for name, share in HELD_OUT.items():
+        lo += share * test_frac
+        if u < lo: return name
+    return 'train'
 
 # %% ../nbs/02_world.ipynb #e8efcb66
 def short_solution(spec: Spec,
@@ -276,17 +283,17 @@ def _records(draw, n: int, split: str, test_frac: float, seen: set) -> list[dict
 
 # %% ../nbs/02_world.ipynb #d2dd4363
 def generate(n: int,                       # how many problems
-             split: str = 'train',         # 'train' or 'test'
+             split: str = 'train',         # `SPLITS`: 'train', or a held-out one: 'test', 'val' (choosing settings), 'probe' (the student's gates)
              seed: int = 0,                # seed of the sampler
              levels: Iterable[int] = (1, 2, 3, 4, 5),  # levels drawn, uniformly
              kind_weights: dict | None = None,  # answer kind -> weight (default 70/20/10 % integer/fraction/decimal)
-             test_frac: float = 0.2,       # share of skeletons that belong to the test split
+             test_frac: float = 0.2,       # share of skeletons held out of 'train' (`HELD_OUT` shares them)
              exclude: Iterable[str] = (),  # ids not to return (e.g. problems already used elsewhere)
              ranges: dict | None = None,   # level -> (largest start, largest operand); default `LEVEL_RANGES`
              max_value: int | None = None  # largest intermediate value; default `MAX_VALUE`
             ) -> list[dict]:
     "`n` distinct world problem records of `split`, reproducible from `seed`."
-    if split not in ('train', 'test'): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS: raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     rng, levels = random.Random(f'world-{seed}-{split}'), list(levels)
     draw = lambda: _draw_spec(rng, levels, kind_weights or DEFAULT_KIND_WEIGHTS, ranges, max_value)
     out = _records(draw, n, split, test_frac, set(exclude))
