@@ -9,7 +9,7 @@ from .core import write_jsonl
 from .generate import sample_and_grade
 from .grading import extract_answer
 from .models import SOLVE_PROMPT, solve_messages
-from .steps import localise_error
+from .localise import localise_error
 
 # %% auto #0
 __all__ = ['add_exposure', 'expose_errors', 'exposure_summary']

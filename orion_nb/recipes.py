@@ -64,7 +64,7 @@ LEMA_PROMPT = ("Below is a math problem and an incorrect solution. Find the firs
                "a correct solution. Give the final answer in \\boxed{}.\n\n{question}\n\nIncorrect solution:\n{attempt}")
 
 def mistake_text(error: dict | None) -> str:
-    "One sentence naming the first mistake of an error localised by `orion_nb.steps.localise_error`."
+    "One sentence naming the first mistake of an error localised by `orion_nb.localise.localise_error`."
     if not error: return 'The reasoning goes wrong somewhere, so the final answer is not correct.'
     if error.get('type') == 'arithmetic' and error.get('text'):
         return (f"The first mistake is the step \"{error['text'].strip()}\": it gives {error.get('written')}, "

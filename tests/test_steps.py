@@ -1,4 +1,4 @@
-"Integration tests of `orion_nb.steps`: world teacher traces, GSM8K reference solutions, real long CoTs, bounds, no eval."
+"Integration tests of `orion_nb.arith`, `.steps` and `.localise`: world teacher traces, GSM8K reference solutions, real long CoTs, bounds, no eval."
 import builtins, json, re, sys
 import sympy, sympy.parsing.sympy_parser as sp
 from fractions import Fraction
@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # the package when it is not pip-installed
 from orion_nb import world
 from orion_nb.grading import extract_answer
-from orion_nb.steps import ExprError, check_steps, evaluate, localise_error, step_consistency
+from orion_nb.arith import ExprError, eval_expr
+from orion_nb.steps import check_steps, step_consistency
+from orion_nb.localise import localise_error
 
 SHARED = ROOT.parent/'shared'/'data'
 GSM8K = SHARED/'benchmarks'/'gsm8k'/'test.jsonl'
@@ -64,7 +66,7 @@ def test_world_slips_localised(slip_p):
         assert loc['text'] == slips[0]
         assert cot[loc['offset']:loc['offset'] + len(loc['text'])] == loc['text']
         assert cot.index(slips[0]) == loc['offset']                         # the first place it is written
-        assert Fraction(loc['expected']) == evaluate(lhs) != Fraction(loc['written'])
+        assert Fraction(loc['expected']) == eval_expr(lhs) != Fraction(loc['written'])
         assert loc['line'] == cot[:loc['offset']].count('\n')
         assert 1 <= loc['n_wrong'] <= len(slips) and loc['corrected'] == []   # the first slip is the one named
         assert 0 < step_consistency(cot)['frac_hold'] < 1
@@ -148,9 +150,9 @@ def test_repetition_loop():
 
 def test_evaluator_bounds():
     for bad in ['9^{9^{9^{9}}}', '2^{4097}', '(' * 41 + '1' + ')' * 41, '1' * 41, '301!', '1' * 301]:
-        with pytest.raises(ExprError): evaluate(bad)
-    assert evaluate('2^{4000}') == 2 ** 4000
-    assert evaluate('2^{-10}') == Fraction(1, 1024)
+        with pytest.raises(ExprError): eval_expr(bad)
+    assert eval_expr('2^{4000}') == 2 ** 4000
+    assert eval_expr('2^{-10}') == Fraction(1, 1024)
 
 
 EVIL = ["__import__('os').system('echo hi') = 0", "x = __import__('os').system('echo hi') = 1",
@@ -170,13 +172,14 @@ def test_no_eval(text, monkeypatch, capfd):
     assert not any(s.holds is False for s in steps)
     for side in re.split(r'=', text.strip('<>')):
         if re.search(r'[A-Za-z_]', side):
-            with pytest.raises(ExprError): evaluate(side)
+            with pytest.raises(ExprError): eval_expr(side)
     localise_error(text, '1', correct=False)
     assert 'hi' not in capfd.readouterr().out
 
 def test_bold_results_do_not_crash():
     "A result in markdown bold (common in model outputs) no longer raises IndexError in the side trimming; it is left unchecked."
-    from orion_nb.steps import check_steps, localise_error
+    from orion_nb.steps import check_steps
+    from orion_nb.localise import localise_error
     for t in ('2 + 3 = **5**', 'So 2 + 3 = **6**. \\boxed{6}', '**', '= **', 'x = ** 3'):
         steps = check_steps(t)
         assert all(not s.holds for s in steps if s.why)            # unchecked or checked, never an exception
