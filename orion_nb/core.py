@@ -308,8 +308,9 @@ class Stage:
 
 # %% ../nbs/00_core.ipynb #1338d44a
 STAGES = {s.name: s for s in [
-    Stage('data', '00_data', dict(train='train.jsonl', eval='eval/{set}.jsonl', sets='eval_sets.json', stats='stats.json')),
+    Stage('data', '00_data', dict(train='train.jsonl', val='val.jsonl', eval='eval/{set}.jsonl', sets='eval_sets.json', stats='stats.json')),
     Stage('student', '01_student', dict(info='student.json')),
+    Stage('headroom', '01b_headroom', dict(verdict='headroom.json', data='reference.jsonl', run='seed{seed}', model='seed{seed}/model')),
     Stage('teacher', '02_teacher', dict(records='records.jsonl', generations='generations.jsonl',
           short_generations='short_generations.jsonl'), adds=('teacher',)),
     Stage('exposure', '03_exposure', dict(records='{student}.jsonl', generations='{student}_generations.jsonl',

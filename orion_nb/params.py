@@ -80,7 +80,8 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
            'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
            'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS'),
-           'student_gates': ('orion_nb.student', 'GATE_POLICIES'), 'sft_scheduler': ('orion_nb.sft', 'SCHEDULERS')}
+           'student_gates': ('orion_nb.student', 'GATE_POLICIES'), 'sft_scheduler': ('orion_nb.sft', 'SCHEDULERS'),
+           'headroom_gate': ('orion_nb.headroom', 'HEADROOM_POLICIES'), 'world_levels': ('orion_nb.world', 'LEVEL_RANGES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': '0..100000', 'grade_workers': '1..1024',
@@ -98,11 +99,12 @@ RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': 
           'correction_attempts': '1..1024', 'correction_k': '1..1024', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '1..1000000',
           'lema_per_question': '1..1024', 'judge_n': '1..1024', 'judge_max_new_tokens': '1..1000000',
           'train_workers': '1..1024', 'train_threads': '1..1024', 'eval_workers': '1..1024', 'eval_threads': '1..1024', 'sft_multi_gpu_above': '> 0',
-          'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000'}
+          'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000',
+          'world_val_n': '0..1000000', 'headroom_seeds': '0..4294967295', 'headroom_min_gain': '0..1'}
 SIZE_COST = 'a size: every unit is generated, sampled, trained on or kept in memory, so the bound is what a run could afford'   # said with an out-of-range size
 AUTO = ('train_workers', 'eval_workers', 'gen_workers', 'sft_nproc', 'vllm_data_parallel_size')   # 'auto' or an integer
 BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
-ITEMS = {'seeds': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
+ITEMS = {'seeds': int, 'headroom_seeds': int, 'world_levels': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
 NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)
 PROMPTS = {'teacher_prompt': ('question',), 'solve_prompt': ('question',), 'reflect_prompt': ('question', 'reference', 'attempt'),
            'no_error_prompt': ('question', 'reference'), 'lema_prompt': ('question', 'attempt'), 'short_prompt': ('question',),

@@ -53,7 +53,7 @@ COUNT_ITEMS = ['apples', 'marbles', 'stickers', 'cookies', 'cards', 'books', 'pe
 AMOUNT_ITEMS = ['pizzas', 'cakes', 'pies', 'liters of juice', 'kilograms of rice', 'meters of rope', 'cups of flour']
 KINDS = ('integer', 'fraction', 'decimal')
 # level -> (largest start value, largest add/sub operand); multipliers and divisors stay in 2..5 / 2..9
-LEVEL_RANGES = {1: (10, 5), 2: (15, 6), 3: (20, 8), 4: (25, 9), 5: (30, 10), 6: (35, 10), 7: (40, 12)}
+LEVEL_RANGES = {1: (10, 5), 2: (15, 6), 3: (20, 8), 4: (25, 9), 5: (30, 10), 6: (35, 10), 7: (40, 12), 8: (45, 12)}
 MAX_VALUE = 99        # no value before the last step exceeds two digits
 
 # %% ../nbs/02_world.ipynb #85f46ac1

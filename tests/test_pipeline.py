@@ -49,7 +49,7 @@ def first_run(setup):
     out, secs = orion(setup, setup/'runs', setup/'reports', OPENAI_API_KEY=KEY)
     return setup, out, secs
 
-STAGES = ['00_data', '01_student', '02_teacher', '03_exposure', '04_reflection', '04b_corrections', '05_recipes', '06_train', '07_evaluate', '08_summary']
+STAGES = ['00_data', '01_student', '01b_headroom', '02_teacher', '03_exposure', '04_reflection', '04b_corrections', '05_recipes', '06_train', '07_evaluate', '08_summary']
 
 @pytest.mark.timeout(1200)
 def test_reports_and_manifest(first_run):
@@ -208,7 +208,7 @@ def test_changed_lr_retrains_and_reevaluates_exactly_the_affected_models(first_r
     d, _, _ = first_run
     models0, stores0 = snapshot(d/'runs'/'small')
     run, out = rerun(d, 'lr', sft_lr=5.0e-3)
-    assert redone(out) == STAGES[3:]                               # the stages declaring sft_lr, and those after them
+    assert redone(out) == STAGES[2:]                               # the stages declaring sft_lr (01b_headroom first), and those after them
     models1, stores1 = snapshot(run)
     assert all(models1[m] != models0[m] for m in models0), 'a model was not retrained'
     assert all(json.loads((run/'06_train'/m.replace('@', '_at_')/'seed0'/'sft_summary.json').read_text())['params']['lr'] == 5e-3
@@ -224,7 +224,7 @@ def test_changed_long_share_retrains_only_mix_long(first_run):
     d, _, _ = first_run
     models0, stores0 = snapshot(d/'runs'/'small')
     run, out = rerun(d, 'mix', long_share=0.5)
-    assert redone(out) == STAGES[6:]
+    assert redone(out) == STAGES[7:]
     cached = {m['recipe']: m['cached'] for m in json.loads((run/'06_train'/'models.json').read_text())}
     assert [r for r, c in cached.items() if not c] == ['mix_long']
     models1, stores1 = snapshot(run)
@@ -239,7 +239,7 @@ def test_changed_prompt_redoes_its_stage_and_later(first_run):
     d, _, _ = first_run
     new = REFLECT_PROMPT.replace('Solve the following math problem.', 'Solve this math problem carefully.')
     run, out = rerun(d, 'prompt', hide_original=True, reflect_prompt=new)
-    assert redone(out) == STAGES[4:]
+    assert redone(out) == STAGES[5:]
     rec = json.loads((run/'04_reflection'/'base.jsonl').read_text().splitlines()[0])
     assert all(p['prompt'].startswith('Solve this math problem carefully.') for p in rec['reflection']['prompts'])
 
