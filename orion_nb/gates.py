@@ -15,7 +15,7 @@ from .generate import SamplingParams, TransformersGenerator
 from .instruct import wrong_solution
 from .reflection import reflection_prompt
 from .filter import form_problems
-from .student import STUDENT_SIZES, StudentRecipe, build_student, student_info, SHIPPED, BUILD_COMMAND, folder_hash, copy_accuracy
+from .student import STUDENT_SIZES, StudentRecipe, build_student, student_info, SHIPPED, BUILD_COMMAND, folder_hash, copy_accuracy, mix_record
 from dataclasses import asdict
 
 # %% auto #0
@@ -114,7 +114,7 @@ def ship_snapshots(snapshots, recipe: StudentRecipe, out=SHIPPED, gate_kw: dict 
     gates = {k: measure_gates(f, **(gate_kw or {})) for k, f in sorted(folders.items())}
     copying = {k: copy_accuracy(load_model(f), load_tokenizer(f)) for k, f in folders.items()}
     step, built = choose_snapshot(gates), student_info(final) if final else None
-    info = dict(recipe=asdict(recipe), key=recipe.key(), step=step, command=BUILD_COMMAND, gates=gates[step],
+    info = dict(recipe=asdict(recipe), **mix_record(recipe), step=step, command=BUILD_COMMAND, gates=gates[step],
                 snapshots={k: {**{n: g['value'] for n, g in v['gates'].items()}, 'copying': copying[k]} for k, v in gates.items()},
                 choice='the snapshot passing the most gates; ties: the higher agreement, then the later step (gates.choose_snapshot)',
                 **({'losses': built['losses'][:step], 'pretrain_losses': built['pretrain_losses'],

@@ -1,5 +1,5 @@
-"The base student: built with small settings, cached and reloaded, reproducible; its instruction mix holds out the reflection task; the shipped student keeps its hash and gates."
-import json, os, re, sys, time
+"The base student: built with small settings, cached and reloaded, reproducible; keyed by its recipe and mix, not its code; its instruction mix holds out the reflection task; the shipped student keeps its hash, mix and gates."
+import json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
 
@@ -43,6 +43,45 @@ def test_student_is_reproducible(tmp_path):
     assert student_info(a)['replayed'] == round(0.1 * student_info(a)['examples']) > 0
     sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _scratch_key(tmp_path, edit: dict) -> dict:
+    "The key of a small recipe and `code_hash(['student'])` from a scratch copy of the package with `edit` (file -> (old, new)) applied."
+    from orion_nb.core import package_dir
+    pkg = tmp_path/'orion_nb'; shutil.rmtree(pkg, ignore_errors=True)
+    shutil.copytree(package_dir(), pkg, ignore=shutil.ignore_patterns('__pycache__'))
+    for f, (old, new) in edit.items():
+        src = (pkg/f).read_text(); assert src.count(old) == 1, (f, old); (pkg/f).write_text(src.replace(old, new))
+    code = ("import json, orion_nb, orion_nb.student as s; from orion_nb.core import code_hash; "
+            "print(json.dumps(dict(file=orion_nb.__file__, key=s.StudentRecipe(n_problems=60).key(), code=code_hash(['student']))))")
+    out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': str(tmp_path)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.splitlines()[-1]); assert r['file'] == str(pkg/'__init__.py'); return r
+
+
+def test_key_is_the_recipe_and_its_mix_not_the_code(tmp_path):
+    """A behaviour-preserving code edit (a variable renamed in world.py, a comment in student.py) changes the code's hash
+    but keeps the student's key; an edit that changes the mix, or a recipe field, changes it."""
+    from orion_nb.core import code_hash
+    key = StudentRecipe(n_problems=60).key()
+    same = _scratch_key(tmp_path, {'world.py': ('    out = _records(draw, n, split, test_frac, set(exclude))\n    if len(out) < n:',
+                                                '    recs = _records(draw, n, split, test_frac, set(exclude))\n    out = recs\n    if len(out) < n:'),
+                                   'student.py': ('STUDENT_SEED_OFFSET = 10_000\n', 'STUDENT_SEED_OFFSET = 10_000   # a comment\n')})
+    assert same['code'] != code_hash(['student']) and same['key'] == key
+    assert _scratch_key(tmp_path, {'student.py': ('STUDENT_SEED_OFFSET = 10_000\n', 'STUDENT_SEED_OFFSET = 10_001\n')})['key'] != key
+    assert len({key} | {StudentRecipe(n_problems=60, **o).key() for o in ({'seed': 1}, {'lr': 1.0}, {'steps': 1}, {'version': 3})}) == 5
+
+
+def test_shipped_student_mix():
+    """The shipped student.json records its mix: the first `mix_slice_n` chats its recipe generates now hash to its
+    `mix_slice_sha256`, and its key is its recipe with its `mix_sha256` (StudentRecipe.key); its files still match their hash."""
+    from dataclasses import asdict
+    from orion_nb.core import stable_hash
+    from orion_nb.student import SHIPPED, mix_hash, verify_student
+    info = verify_student(ROOT / SHIPPED, 'report')
+    r = StudentRecipe(**info['recipe'])
+    assert mix_hash(r, info['mix_slice_n']) == info['mix_slice_sha256'] and info['mix_slice_n'] >= 1000
+    assert info['key'] == stable_hash([asdict(r), info['mix_sha256']])
 
 
 def test_training_data_is_world_only():
