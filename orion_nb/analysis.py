@@ -105,7 +105,8 @@ def coherence(texts: Sequence[str], tokenizer=None) -> dict:
     out = dict(n=len(texts), words=statistics.mean(len(t.split()) for t in texts),
                repetition=statistics.mean(ngram_repetition(t) for t in texts),
                reflection_per_1k=statistics.mean(reflection_rate(t) for t in texts),
-               steps_checked=checked, steps_hold=(sum(s['n_hold'] for s in sc) / checked) if checked else float('nan'))
+               steps_checked=checked, steps_hold=(sum(s['n_hold'] for s in sc) / checked) if checked else float('nan'),
+               false_equations=sum(s['n_wrong'] for s in sc), false_share=(sum(s['n_wrong'] for s in sc) / checked) if checked else float('nan'))
     if tokenizer is not None: out['tokens'] = statistics.mean(len(tokenizer(t)['input_ids']) for t in texts)
     return out
 

@@ -9,9 +9,10 @@ from typing import Sequence
 from .core import write_jsonl, stable_hash
 from .data import last_boxed, _box_re
 from .records import correct_attempts, kept_cots, refinements, survived, survivors
+from .steps import step_consistency
 
 # %% auto #0
-__all__ = ['BOX_RULES', 'RULES', 'FALLBACKS', 'form_problems', 'choose_target', 'select_targets', 'filter_summary']
+__all__ = ['BOX_RULES', 'RULES', 'FALLBACKS', 'FILTERS', 'form_problems', 'choose_target', 'select_targets', 'filter_summary']
 
 # %% ../nbs/13_filter.ipynb #810519ae
 BOX_RULES = ('last', 'one')   # the answer part: its last box is the answer (earlier ones may quote a wrong one), or exactly one box
@@ -33,6 +34,7 @@ def form_problems(text: str, finish_reason: str | None = None, boxes: str = 'las
 # %% ../nbs/13_filter.ipynb #c8f5ace5
 RULES = ('first', 'shortest', 'random')
 FALLBACKS = ('teacher', 'student', 'drop')
+FILTERS = ('answer', 'steps')   # keep a refinement whose final answer verifies; 'steps': and every equation it writes holds
 
 def _check_choices(rule: str, never_wrong: str, no_survivor: str) -> None:
     "Raise `ValueError` for a selection rule outside `RULES` or a fallback outside `FALLBACKS`."
@@ -69,10 +71,12 @@ def choose_target(rec: dict,
                   never_wrong: str = 'teacher',   # questions with no error: 'teacher' CoT, 'student''s own correct attempt, or 'drop'
                   no_survivor: str = 'teacher',   # questions whose refinements all failed: 'teacher', 'student' or 'drop'
                   seed: int = 0,
-                  boxes: str = 'last') -> dict:     # the form check's box rule for the student's own attempts (`BOX_RULES`)
+                  boxes: str = 'last',              # the form check's box rule for the student's own attempts (`BOX_RULES`)
+                  check: str = 'answer') -> dict:   # `FILTERS`: 'answer' (the paper's: the final answer verifies) or 'steps' (and every checked equation holds)
     "The training target of a record after stage 4: `{text, kind, why}` (kind None: dropped)."
     _check_choices(rule, never_wrong, no_survivor)
-    ok = survivors(rec)
+    if check not in FILTERS: raise ValueError(f'reflect_filter must be one of {FILTERS}, not {check!r}')
+    ok = [x for x in survivors(rec) if check == 'answer' or not x.get('false_steps')]
     if ok: return _refined_target(rec, ok, rule, seed)
     if not kept_cots(rec): return dict(text=None, kind=None, why='no teacher CoT survived rejection sampling')
     if rec['exposure']['n_wrong'] == 0 and rec.get('reflection', {}).get('with_error', True):
@@ -82,14 +86,16 @@ def choose_target(rec: dict,
 # %% ../nbs/13_filter.ipynb #11fccbf2
 def select_targets(recs: Sequence[dict],            # records after stage 3
                    rule: str = 'first', never_wrong: str = 'teacher', no_survivor: str = 'teacher', seed: int = 0,
-                   out_path=None, boxes: str = 'last') -> list[dict]:
-    "Stage 4: form-check every refinement (`boxes`: `BOX_RULES`) and choose each record's training target."
+                   out_path=None, boxes: str = 'last', check: str = 'answer') -> list[dict]:
+    "Stage 4: form- and step-check every refinement, choose each record's `target` by `check` and its step-checked `target_checked`."
     out = []
     for r in recs:
         refl = r.get('reflection', {})
-        refined = [{**x, 'form': form_problems(x['text'], x.get('finish_reason'), boxes)} for x in refl.get('refined', [])]
+        refined = [{**x, 'form': form_problems(x['text'], x.get('finish_reason'), boxes), 'false_steps': step_consistency(x['text'])['n_wrong']}
+                   for x in refl.get('refined', [])]
         r = {**r, 'reflection': {**refl, 'refined': refined, 'survived': sum(map(survived, refined))}}
-        r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes)
+        r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes, check)
+        r['target_checked'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes, 'steps')
         out.append(r)
     if out_path is not None: write_jsonl(out_path, out)
     return out

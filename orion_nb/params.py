@@ -81,7 +81,8 @@ CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb
            'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
            'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS'),
            'student_gates': ('orion_nb.student', 'GATE_POLICIES'), 'sft_scheduler': ('orion_nb.sft', 'SCHEDULERS'),
-           'headroom_gate': ('orion_nb.headroom', 'HEADROOM_POLICIES'), 'world_levels': ('orion_nb.world', 'LEVEL_RANGES')}
+           'headroom_gate': ('orion_nb.headroom', 'HEADROOM_POLICIES'), 'reflect_filter': ('orion_nb.filter', 'FILTERS'),
+           'no_error_scope': ('orion_nb.recipes', 'NO_ERROR_SCOPES'), 'world_levels': ('orion_nb.world', 'LEVEL_RANGES')}
 
 # %% ../nbs/45_params.ipynb #f2e72450
 RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': '0..100000', 'grade_workers': '1..1024',

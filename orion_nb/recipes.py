@@ -13,9 +13,10 @@ from .models import SOLVE_PROMPT, solve_messages, fill
 from .records import correct_attempts, kept_corrections, kept_cots, kept_shorts, target_text, wrong_attempts
 
 # %% auto #0
-__all__ = ['RETRY', 'LEMA_PROMPT', 'LEMA_SOURCES', 'SHORT_SOURCES', 'ROLES', 'RECIPES', 'example', 'short_target', 'question_set',
-           'split_cot', 'no_reflect_target', 'mistake_text', 'lema_examples', 'RecipeInputs', 'Recipe', 'recipe',
-           'recipes_with', 'long_set', 'short_cot', 'build_recipe', 'teacher_set', 'recipe_stats', 'write_recipes']
+__all__ = ['RETRY', 'LEMA_PROMPT', 'LEMA_SOURCES', 'SHORT_SOURCES', 'NO_ERROR_SCOPES', 'ROLES', 'RECIPES', 'example',
+           'short_target', 'question_set', 'split_cot', 'no_reflect_target', 'mistake_text', 'lema_examples',
+           'RecipeInputs', 'Recipe', 'recipe', 'recipes_with', 'long_set', 'short_cot', 'build_recipe', 'teacher_set',
+           'recipe_stats', 'write_recipes']
 
 # %% ../nbs/14_recipes.ipynb #37b87edf
 def example(id, prompt_messages: list[dict], response: str, **provenance) -> dict:
@@ -91,6 +92,7 @@ def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str 
 
 # %% ../nbs/14_recipes.ipynb #bc53abdd
 SHORT_SOURCES = ('teacher', 'solution')   # Short-CoT's responses: the short teacher's kept CoTs, or the dataset's solutions
+NO_ERROR_SCOPES = ('orion', 'all')         # which questions the w/o-error-exposure ablation takes its refinement for
 
 @dataclass
 class RecipeInputs:
@@ -103,8 +105,9 @@ class RecipeInputs:
     short_source: str = 'teacher'            # Short-CoT, Mix-Long: 'teacher' (the short teacher's CoTs) or 'solution' (the dataset's)
     lema_source: str = 'teacher'             # LEMA: 'teacher' (the correction stage's corrections) or 'rule' (the rule-based variant)
     lema_per_question: int = 1               # LEMA: the most examples per question (1: like every other recipe)
+    no_error_scope: str = 'orion'            # w/o error exposure: 'orion' (refinements where ORION has one, ORION's fallback elsewhere) or 'all'
     def __post_init__(self):
-        for name, ok in (('short_source', SHORT_SOURCES), ('lema_source', LEMA_SOURCES)):
+        for name, ok in (('short_source', SHORT_SOURCES), ('lema_source', LEMA_SOURCES), ('no_error_scope', NO_ERROR_SCOPES)):
             if getattr(self, name) not in ok: raise ValueError(f'{name} must be one of {ok}, not {getattr(self, name)!r}')
         if not (isinstance(self.lema_per_question, int) and self.lema_per_question >= 1):
             raise ValueError(f'lema_per_question must be an integer >= 1, not {self.lema_per_question!r}')
@@ -119,7 +122,7 @@ class Recipe:
     about: str                 # one line for tables and reports
 
 # %% ../nbs/14_recipes.ipynb #4e08203d
-ROLES = ('method', 'baseline', 'ablation')
+ROLES = ('method', 'baseline', 'ablation', 'variant')   # a variant: the method with one named option changed
 RECIPES: dict[str, Recipe] = {}   # the registry, in the order recipes are shown
 
 def recipe(name: str, role: str, inputs: Sequence[str], about: str):
@@ -183,19 +186,27 @@ def _rft(qs, x):
             for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #6b2c6445
-@recipe('orion_no_error', 'ablation', ['no_error'], 'without error exposure: the refinement written with no wrong attempt in the prompt')
+@recipe('orion_no_error', 'ablation', ['no_error', 'reflection'], "without error exposure: the refinement written with no wrong attempt in the prompt, for the questions ORION refines (`no_error_scope`)")
 def _orion_no_error(qs, x):
     if x.no_error is None: raise ValueError('orion_no_error needs the records of the no-error reflection run')
     by_id = {r['id']: r for r in x.no_error}
     lost = [r['id'] for r in qs if r['id'] not in by_id]
     if lost: raise ValueError(f'orion_no_error: {len(lost)} questions missing from the no-error run, e.g. {lost[:5]}')
-    return [_ex(r, t, x.solve_prompt, source=by_id[r['id']]['target'].get('kind') or 'refined') if (t := target_text(by_id[r['id']]))
+    same = lambda r: x.no_error_scope == 'orion' and r['target'].get('kind') != 'refined'   # ORION fell back here: so does the ablation
+    return [_ex(r, r['target']['text'], x.solve_prompt, source=r['target'].get('kind')) if same(r)
+            else _ex(r, t, x.solve_prompt, source=by_id[r['id']]['target'].get('kind') or 'refined') if (t := target_text(by_id[r['id']]))
             else _ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot') for r in qs]
 
 # %% ../nbs/14_recipes.ipynb #fe47ef78
 @recipe('orion_no_reflect', 'ablation', ['teacher', 'exposure'], 'without reflection: the wrong attempt, then the teacher CoT, in one <think>')
 def _orion_no_reflect(qs, x):
     return [_ex(r, no_reflect_target(r), x.solve_prompt, source='attempt_then_teacher_cot' if wrong_attempts(r) else 'teacher_cot') for r in qs]
+
+# %% ../nbs/14_recipes.ipynb #baaf188a
+@recipe('orion_step_checked', 'variant', ['reflection'], 'ORION with the step-checked filter: a refinement kept only if its answer verifies and every equation holds')
+def _orion_checked(qs, x):
+    if lost := [r['id'] for r in qs if 'target_checked' not in r]: raise ValueError(f'orion_step_checked: {len(lost)} records without a step-checked target (rerun stage 4), e.g. {lost[:5]}')
+    return [_ex(r, t['text'] or kept_cots(r)[0], x.solve_prompt, source=t.get('kind') or 'teacher') for r in qs for t in [r['target_checked']]]
 
 # %% ../nbs/14_recipes.ipynb #14c652c2
 def build_recipe(name: str,                    # a name in `RECIPES`
