@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SIZES = {'initializer_range': 0.1}   # wider than 0.02, so greedy text is not one repeated token (see nbs/05_generate)
+SIZES = {'initializer_range': 0.1}   # wider than 0.02, so greedy text is not one repeated token (see nbs/05b_hf)
 
 
 def prompts(n):
@@ -31,7 +31,7 @@ def timed(gen, ps, max_new, repeats=1):
 
 def vllm_only(model_dir, n, max_new, out_json, repeats):
     "Run in a Python that has vLLM: time the vLLM backend, write its texts, print its lines."
-    from orion_nb.generate import VLLMGenerator
+    from orion_nb.vllm_engine import VLLMGenerator
     t = time.perf_counter()
     gen = VLLMGenerator(model_dir, dtype='float32', max_model_len=1024, enforce_eager=True)
     load = time.perf_counter() - t
@@ -63,7 +63,7 @@ def main():
 
     import torch
     from orion_nb import models
-    from orion_nb.generate import TransformersGenerator
+    from orion_nb.hf import TransformersGenerator
     torch.set_num_threads(a.threads)
     tok = models.train_tokenizer(); model = models.make_model(tok, SIZES).eval()
     ps = prompts(a.prompts)

@@ -87,7 +87,8 @@ def sft_figures(path: Path, tok, n_params: int, seq_len: int, n: int, sft: dict,
 
 def vllm_figures(path: Path, prompts: int, new_tokens: int, engine: dict) -> dict:
     "Generation throughput of the pipeline's vLLM backend at the run's engine settings (random weights never stop early: every answer is full length)."
-    from orion_nb.generate import VLLMGenerator, SamplingParams
+    from orion_nb.generate import SamplingParams
+    from orion_nb.vllm_engine import VLLMGenerator
     with VLLMGenerator(str(path), **engine) as g:
         g.generate([f'Question {i}: what is {i} + {i}?' for i in range(8)], SamplingParams(max_new_tokens=16))   # warm-up
         t0 = time.time()

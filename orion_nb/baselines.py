@@ -10,7 +10,8 @@ from typing import Sequence
 from .core import stable_hash
 from .models import fill
 from .records import wrong_attempts
-from .generate import BACKENDS, grade_groups, join_think, sample_and_grade
+from .backends import BACKENDS
+from .generate import grade_groups, join_think, sample_and_grade
 from .teacher import sampled_cots, teacher_record
 
 # %% auto #0

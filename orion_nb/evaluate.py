@@ -108,7 +108,7 @@ class EvalJob:
     sets: dict                               # set name -> (problems, `SamplingParams`, store path, outputs path)
     backend: str = 'transformers'            # generation backend
     batch_size: int = 32                     # prompts per generation batch
-    engine: dict = field(default_factory=dict)  # backend settings (`generate.backend_settings`)
+    engine: dict = field(default_factory=dict)  # backend settings (`backends.backend_settings`)
     template: str = SOLVE_PROMPT             # the solve prompt
     grade_workers: int = 1                   # grading processes of this job
     ks: tuple = (1,)                         # the k of pass@k (each at most the set's n)
@@ -116,7 +116,7 @@ class EvalJob:
 
 def evaluate_model(job: EvalJob) -> list[dict]:
     "Evaluate one model on each set of `job`: per set its name, n, budget, `score` and the prompts skipped by the engine."
-    from orion_nb.generate import make_generator
+    from orion_nb.backends import make_generator
     rows = []
     with make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine) as gen:   # loaded once for every set
         for name, (probs, p, store, out) in job.sets.items():

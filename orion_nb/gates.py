@@ -11,7 +11,8 @@ from .core import atomic_write_text
 from .data import last_boxed
 from .grading import grade_many
 from .models import solve_messages, load_model, load_tokenizer
-from .generate import SamplingParams, TransformersGenerator
+from .generate import SamplingParams
+from .hf import TransformersGenerator
 from .instruct import wrong_solution
 from .reflection import reflection_prompt
 from .filter import form_problems

@@ -82,7 +82,7 @@ class GenJob:
     kwargs: dict = field(default_factory=dict) # fn's other arguments
     backend: str = 'transformers'              # generation backend
     batch_size: int = 32                       # prompts per generation batch
-    engine: dict = field(default_factory=dict) # backend settings (`generate.backend_settings`)
+    engine: dict = field(default_factory=dict) # backend settings (`backends.backend_settings`)
 
 
 # %% ../nbs/16_jobs.ipynb #genjob02
@@ -109,7 +109,7 @@ def release_generators() -> None:
 # %% ../nbs/16_jobs.ipynb #55c697b0
 def _job_generator(job: GenJob):
     "The job's generator, and whether the caller closes it: vLLM's is shared inside `shared_generators`, others are new."
-    from orion_nb.generate import make_generator
+    from orion_nb.backends import make_generator
     make = lambda: make_generator(job.backend, model=job.model, batch_size=job.batch_size, **job.engine)
     if _shared is None or job.backend != 'vllm': return make(), True
     key = json.dumps([job.model, job.batch_size, job.engine], sort_keys=True, default=str)

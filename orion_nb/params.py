@@ -72,10 +72,10 @@ RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself re
 CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb.filter', 'RULES'),
            'never_wrong': ('orion_nb.filter', 'FALLBACKS'), 'no_survivor': ('orion_nb.filter', 'FALLBACKS'),
            'train_pool': ('orion_nb.data', 'POOLS'), 'benchmarks': ('orion_nb.data', 'BENCHMARKS'),
-           'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.generate', 'BACKENDS'),
+           'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.backends', 'BACKENDS'),
            'reflect_students': ('orion_nb.core', 'REFLECT_STUDENTS'), 'sft_launcher': ('orion_nb.sft', 'LAUNCHERS'),
            'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS'),
-           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'sft_gradient_checkpointing': ('orion_nb.sft', 'CHECKPOINTING'), 'vllm_dtype': ('orion_nb.generate', 'VLLM_DTYPES'),
+           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'sft_gradient_checkpointing': ('orion_nb.sft', 'CHECKPOINTING'), 'vllm_dtype': ('orion_nb.backends', 'VLLM_DTYPES'),
            'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
            'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
            'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
@@ -323,7 +323,7 @@ def vllm_fit(p: dict, base: Path, builtin=(), cache_dir=None) -> tuple[dict[str,
 # %% ../nbs/45_params.ipynb #f2013f96
 def _joint_errors(p: dict) -> dict[str, str]:
     "Parameter -> what is wrong with it given the others (only where both are set in `p`)."
-    from orion_nb.generate import BACKENDS
+    from orion_nb.backends import BACKENDS
     out, t = {}, p.get('teacher')
     if 'eval_k' in p and 'eval_n' in p and isinstance(p['eval_k'], list) and any(_is(k, int) and k > p['eval_n'] for k in p['eval_k']):
         out['eval_k'] = f"{max(p['eval_k'])} is more than eval_n ({p['eval_n']}): pass@k needs k samples"

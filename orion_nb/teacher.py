@@ -9,7 +9,8 @@ from .core import DataError, read_jsonl, write_jsonl
 from .data import id_value, skipped_rows, warn_skipped
 from .grading import extract_answer
 from .models import fill
-from .generate import BACKENDS, grade_groups, join_think, money, sample_and_grade
+from .backends import BACKENDS
+from .generate import grade_groups, join_think, money, sample_and_grade
 
 # %% auto #0
 __all__ = ['TEACHERS', 'TEACHER_PROMPT', 'teacher_record', 'records_from_cots', 'scripted_teacher', 'column_teacher',
@@ -131,7 +132,7 @@ def teacher_generator(kind: str,   # 'openai', 'vllm' or 'transformers'
                       names: dict,  # a stage's parameters: `teacher_base_url`, `teacher_api_key_env`, ... for 'openai'; `vllm_*` for vLLM
                      ):
     "The generator of a backend teacher serving `model`, with the teacher's connection (API) or engine (vLLM) parameters."
-    from orion_nb.generate import backend_settings, make_generator
+    from orion_nb.backends import backend_settings, make_generator
     if kind != 'openai': return make_generator(kind, model=model, **backend_settings(kind, names))
     return make_generator(kind, model=model, base_url=names['teacher_base_url'], api_key_env=names['teacher_api_key_env'],
                           max_concurrency=names['teacher_max_concurrency'], timeout=names['teacher_timeout'], max_retries=names['teacher_max_retries'])

@@ -5,13 +5,15 @@ import pytest
 from conftest import gen_env
 
 from orion_nb.core import JsonlStore
-from orion_nb.generate import SamplingParams, TransformersGenerator, generate_resumable
+from orion_nb.generate import SamplingParams, generate_resumable
+from orion_nb.hf import TransformersGenerator
 
 PARAMS = dict(temperature=1.0, top_p=0.9, n=2, max_new_tokens=48, seed=11)
 
 RUN = """
 import sys, json
-from orion_nb.generate import TransformersGenerator, SamplingParams, generate_resumable
+from orion_nb.generate import SamplingParams, generate_resumable
+from orion_nb.hf import TransformersGenerator
 model_dir, store, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 prompts = [[{'role': 'user', 'content': f'What is {i} plus {i * 7}?'}] for i in range(24)]
 gen = TransformersGenerator(model_dir, model_id='tiny', batch_size=2)

@@ -31,7 +31,8 @@ def test_real_params_resolve(path):
 @pytest.mark.parametrize('path', REAL, ids=lambda p: p.name)
 def test_real_params_data_and_stand_in(path, stand_in, tmp_path):
     "The data the file names loads from its data_dir, and two questions per benchmark run through the tiny stand-in."
-    from orion_nb.generate import TransformersGenerator, SamplingParams
+    from orion_nb.generate import SamplingParams
+    from orion_nb.hf import TransformersGenerator
     from orion_nb.evaluate import evaluate
     p = load_params(path)
     data_dir = ROOT/p['data_dir']

@@ -5,8 +5,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import gen_env
 
-from orion_nb.generate import (GenerationError, OpenAIGenerator, SamplingParams, TransformersGenerator,
-                               generate_resumable, sample_seed)
+from orion_nb.generate import GenerationError, SamplingParams, generate_resumable, sample_seed
+from orion_nb.hf import TransformersGenerator
+from orion_nb.openai_client import OpenAIGenerator
 
 SECRET = 'sk-orion-test-0123456789abcdef'
 

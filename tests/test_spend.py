@@ -6,8 +6,9 @@ import pytest
 from conftest import gen_env
 from test_server import StandIn, chat, records
 
-from orion_nb.generate import (OpenAIGenerator, SamplingParams, Spend, SpendCapReached, generate_resumable, ledger_path,
+from orion_nb.generate import (SamplingParams, Spend, SpendCapReached, generate_resumable, ledger_path,
                                money, request_bound, usage)
+from orion_nb.openai_client import OpenAIGenerator
 
 
 @pytest.fixture
@@ -86,7 +87,8 @@ def test_ledger_survives_reruns(stand_in_fast, tmp_path):
 
 KILLED = """
 import sys
-from orion_nb.generate import OpenAIGenerator, SamplingParams, Spend, generate_resumable
+from orion_nb.generate import SamplingParams, Spend, generate_resumable
+from orion_nb.openai_client import OpenAIGenerator
 gen = OpenAIGenerator('m', base_url=sys.argv[1], api_key_env='ORION_NO_KEY', max_concurrency=4, timeout=60)
 generate_resumable(gen, [[{'role': 'user', 'content': f'question {i}'}] for i in range(8)], SamplingParams(max_new_tokens=5),
                    sys.argv[2], progress=False, spend=Spend(0.0, 1e6, 22.0))

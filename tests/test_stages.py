@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from orion_nb import world
 from orion_nb.models import train_tokenizer, make_model, save_model
-from orion_nb.generate import TransformersGenerator, SamplingParams
+from orion_nb.generate import SamplingParams
+from orion_nb.hf import TransformersGenerator
 from orion_nb.teacher import scripted_teacher, generator_teacher, teacher_summary
 from orion_nb.exposure import expose_errors, exposure_summary
 from orion_nb.reflection import reflect, reflection_summary
@@ -78,15 +79,15 @@ def test_generator_short_teacher_and_corrector(tmp_path, student):
     assert len((tmp_path/'c.jsonl').read_text().splitlines()) == 6
 
 def test_documentation_edit_in_generate_redoes_nothing(tmp_path):
-    "A docstring or comment edit in generate.py keeps every code key (stages', generation stores'); a code edit changes them."
+    "A docstring or comment edit in generate.py keeps every code key (stages', generation stores' through `hf`); a code edit changes them."
     import shutil
     from orion_nb.core import code_hash, package_dir
     pkg = tmp_path/'orion_nb'; shutil.copytree(package_dir(), pkg, ignore=shutil.ignore_patterns('__pycache__'))
-    before = code_hash(['generate'], pkg)
+    before = {m: code_hash([m], pkg) for m in ('generate', 'hf')}
     src = (pkg/'generate.py').read_text()
     doc = '"How to sample; every backend reads these fields the same way."'
     assert doc in src
     (pkg/'generate.py').write_text(src.replace(doc, '"What decides the samples."').replace('\n', '  # a comment\n', 1))
-    assert code_hash(['generate'], pkg) == before
+    assert {m: code_hash([m], pkg) for m in before} == before
     (pkg/'generate.py').write_text(src.replace('def greedy(', 'def greedy_(', 1))
-    assert code_hash(['generate'], pkg) != before
+    assert all(code_hash([m], pkg) != h for m, h in before.items())

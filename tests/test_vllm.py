@@ -5,7 +5,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import gen_env
 
-from orion_nb.generate import SamplingParams, VLLMGenerator, prompt_ids, sample_seed
+from orion_nb.generate import SamplingParams, prompt_ids, sample_seed
+from orion_nb.vllm_engine import VLLMGenerator
 
 
 @pytest.fixture
@@ -67,9 +68,9 @@ def test_passes_settings_through(fake_vllm):
 def forked_ranks(fake_vllm, monkeypatch):
     "Data-parallel ranks forked (so they inherit the stand-in vllm), on four pretend GPUs; each answer names its rank's process and GPUs."
     import os
-    from orion_nb import generate
-    monkeypatch.setattr(generate, '_DP_START', 'fork')
-    monkeypatch.setattr(generate, '_visible_gpus', lambda: ['0', '1', '2', '3'])
+    from orion_nb import vllm_engine
+    monkeypatch.setattr(vllm_engine, '_DP_START', 'fork')
+    monkeypatch.setattr(vllm_engine, '_visible_gpus', lambda: ['0', '1', '2', '3'])
     llm = sys.modules['vllm'].LLM
     def tagged(self, prompts, sps, use_tqdm=True, lora_request=None):
         return [types.SimpleNamespace(outputs=[types.SimpleNamespace(
@@ -97,8 +98,8 @@ def test_data_parallel_ranks(forked_ranks):
 
 def test_data_parallel_size_checked(fake_vllm, monkeypatch):
     "A bad data_parallel_size, or more GPUs than are visible, is refused by name before any process starts."
-    from orion_nb import generate
-    monkeypatch.setattr(generate, '_visible_gpus', lambda: ['0', '1'])
+    from orion_nb import vllm_engine
+    monkeypatch.setattr(vllm_engine, '_visible_gpus', lambda: ['0', '1'])
     for bad in (0, -1, 'two', 1.5, True):
         with pytest.raises(ValueError, match="data_parallel_size must be 'auto' or an integer >= 1"): VLLMGenerator('m', data_parallel_size=bad)
     with pytest.raises(ValueError, match='data_parallel_size 2 x tensor_parallel_size 2 needs 4 GPUs; 2 visible'):
@@ -107,11 +108,11 @@ def test_data_parallel_size_checked(fake_vllm, monkeypatch):
 
 def test_data_parallel_auto(fake_vllm, monkeypatch):
     "'auto' is every visible GPU over tensor_parallel_size (at least 1): one engine in this process when that is 1 (a CPU)."
-    from orion_nb import generate
+    from orion_nb import vllm_engine
     for gpus, tp, want in [([], 1, 1), (['0'], 2, 1), (['0', '1', '2'], 1, 3), (list('01234567'), 2, 4), (list('01234567'), 8, 1)]:
-        monkeypatch.setattr(generate, '_visible_gpus', lambda: gpus)
-        assert generate._data_parallel('auto', tp) == want, (gpus, tp)
-    monkeypatch.setattr(generate, '_visible_gpus', lambda: [])
+        monkeypatch.setattr(vllm_engine, '_visible_gpus', lambda: gpus)
+        assert vllm_engine._data_parallel('auto', tp) == want, (gpus, tp)
+    monkeypatch.setattr(vllm_engine, '_visible_gpus', lambda: [])
     g = VLLMGenerator('m', data_parallel_size='auto')
     assert g.ranks == [] and 'data_parallel_size' not in fake_vllm[0]['llm']
 
@@ -143,7 +144,9 @@ def test_defaults(fake_vllm):
 SCRIPT = r'''
 import json, sys, tempfile
 from pathlib import Path
-from orion_nb.generate import VLLMGenerator, TransformersGenerator, SamplingParams, generate_resumable
+from orion_nb.generate import SamplingParams, generate_resumable
+from orion_nb.hf import TransformersGenerator
+from orion_nb.vllm_engine import VLLMGenerator
 
 def same(a, b):
     "Equal texts, up to trailing U+FFFD: for an unfinished UTF-8 sequence vLLM's detokenizer writes nothing, transformers writes U+FFFD."
@@ -214,7 +217,7 @@ def test_overlong_prompts_are_skipped_not_fatal(fake_vllm):
 
 def test_pipeline_engine_settings():
     "A stage's vllm_* parameters become engine settings (0 or '': vLLM's own choice); other backends get none."
-    from orion_nb.generate import backend_settings
+    from orion_nb.backends import backend_settings
     names = dict(vllm_tensor_parallel_size=2, vllm_data_parallel_size=4, vllm_max_model_len=0, vllm_gpu_memory_utilization=0.85,
                  vllm_enforce_eager=True, vllm_dtype='bfloat16', gen_batch_size=8)
     assert backend_settings('vllm', names) == dict(tensor_parallel_size=2, data_parallel_size=4, gpu_memory_utilization=0.85,
@@ -224,7 +227,8 @@ def test_pipeline_engine_settings():
 
 DP_SCRIPT = r'''
 import os, sys, time
-from orion_nb.generate import VLLMGenerator, SamplingParams
+from orion_nb.generate import SamplingParams
+from orion_nb.vllm_engine import VLLMGenerator
 
 def main(base):
     chats = [[{'role': 'user', 'content': f'What is {i} plus {3 * i}?'}] for i in range(5)]
