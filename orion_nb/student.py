@@ -429,7 +429,8 @@ def mix_record(recipe: StudentRecipe) -> dict:
     return dict(key=recipe.key(), mix_sha256=mix_hash(recipe), mix_slice_n=MIX_SLICE, mix_slice_sha256=mix_hash(recipe, MIX_SLICE))
 
 # %% ../nbs/06_student.ipynb #ship0cd2
-def verify_student(path, gates: str = 'require') -> dict:
+def verify_student(path, gates: str = 'require',
+                   levels=None) -> dict:   # the run's world levels: the gates must have been measured there (None: not checked)
     "The `student.json` of a shipped student after checking its files' hash and (`gates`: `GATE_POLICIES`) its stored gates; a folder without a hash passes as it is."
     if gates not in GATE_POLICIES: raise ValueError(f'student_gates must be one of {GATE_POLICIES}, not {gates!r}')
     f = Path(path) / 'student.json'
@@ -441,4 +442,8 @@ def verify_student(path, gates: str = 'require') -> dict:
     if gates == 'require' and not info.get('gates', {}).get('passed'):
         bad = [k for k, g in info.get('gates', {}).get('gates', {}).items() if not g['passed']]
         raise ValueError(f'{path}: the student failed its capability gates {bad} when built (student.json "gates")')
+    at = info.get('gates', {}).get('probes', {}).get('levels', [1, 2, 3, 4, 5])
+    if gates == 'require' and levels is not None and list(levels) != at:
+        raise ValueError(f'{path}: its capability gates were measured on probes at levels {at}, this run asks at world_levels {list(levels)}: '
+                         'measure them there (orion_nb.gates.measure_gates(levels=...)) or set student_gates: report')
     return info
