@@ -89,7 +89,7 @@ def measure_gates(path,                        # the student's folder (or a load
                 **_critique_gate(gen, recs, seed))
     gates = {k: dict(value=vals[k], threshold=GATES[k], passed=passed(k, vals[k], vals['critique_chance'], vals['critique_probes'])) for k in GATES}
     return dict(gates=gates, passed=all(g['passed'] for g in gates.values()), probes=dict(n=n, seed=seed, temperature=temperature,
-                max_new_tokens=max_new_tokens, levels=list(levels), split='probe'), measured=vals)
+                max_new_tokens=max_new_tokens, levels=list(levels)), measured=vals)
 
 # %% ../nbs/17_gates.ipynb #82b56d03
 SHIP_RECIPE = dict(n_problems=112_000, steps=3000, batch_size=32, lr=4e-3, warmup=200, pretrain_steps=1000, pretrain_lr=2e-3, pretrain_replay=0.05,

