@@ -1,4 +1,4 @@
-"Any world seed runs: every scripted writer of the world, on 50 world seeds and several sizes, never crashes (issue #29)."
+"Any world seed runs: every scripted writer of the world, on 50 world seeds, several sizes and levels up to 8, never crashes (issue #29)."
 import random, re
 from types import SimpleNamespace
 import pytest
@@ -8,6 +8,8 @@ from orion_nb.reflection import reflection_prompt
 
 SEEDS = range(50)
 STYLES = [None, TeacherStyle(slip_p=0.3), TeacherStyle(granularity=2, summary='solution', slip_p=0.2, wait_p=0.6, restate=False)]
+
+LEVELS = [(1, 2, 3, 4, 5), (6, 7), (7, 8)]   # the student's mix's levels, the tiny preset's, and longer still
 
 def sizes(seed: int) -> tuple[int, int]:
     "(train, test) questions for a seed: 100 to 300 train, 40 to 120 test."
@@ -30,7 +32,8 @@ class Echo:
 def test_scripted_writers_any_seed(seed):
     "Stages 00-02 and 04b (scripted), the instruct mix with its perturbations and the gate probes on world seed `seed`: no exception."
     n_train, n_test = sizes(seed)
-    train, test = world.generate(n_train, 'train', seed=seed), world.generate(n_test, 'test', seed=seed)   # 00_data
+    lv = LEVELS[seed % len(LEVELS)]
+    train, test = world.generate(n_train, 'train', seed=seed, levels=lv), world.generate(n_test, 'test', seed=seed, levels=lv)   # 00_data
     assert not {r['question'] for r in train} & {r['question'] for r in test}
     recs = T.scripted_teacher(train, k=1, workers=1)                                                        # 02_teacher: long CoTs
     for i, r in enumerate(train): world.teacher_cot(r['question'], STYLES[i % len(STYLES)], seed=i)        # the teacher's other styles
@@ -46,6 +49,6 @@ def test_scripted_writers_any_seed(seed):
     instruct.instruct_mix(train, seed=seed)                                                                  # the instruct mix and its perturbations
     world.corpus(n_test, seed)                                                                               # a world-tiny student's tokenizer texts
     student.student_conversations(student.StudentRecipe(seed=seed, n_problems=n_test), test)               # a world-tiny student's chats
-    probes = gates.probe_problems(n_test, seed)                                                              # the gate probes
+    probes = gates.probe_problems(n_test, seed, lv)                                                          # the gate probes
     gates._critique_gate(Echo(), probes, seed)
     for r in probes: reflection_prompt(r['question'], world.teacher_cot(r['question']), B.scripted_short(r['question'], 0, 0.5))
