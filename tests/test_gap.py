@@ -1,4 +1,4 @@
-"The tiny world's skill gap (issue 25): the run's questions lie outside the shipped student's mix, the gate probes outside the test split, and a world inside the mix is refused by the headroom gate."
+"The tiny world's skill gap (issue 25, params/tiny-gap.yaml): the run's questions lie outside the shipped student's mix, the gate probes outside the test split, and a world inside the mix is refused by the headroom gate."
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -9,7 +9,7 @@ from orion_nb.student import StudentRecipe, student_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = json.loads((ROOT/'models'/'orion-tiny-instruct'/'student.json').read_text())
-TINY = dict(load_params(ROOT/'params'/'tiny.yaml'))
+TINY = dict(load_params(ROOT/'params'/'tiny-gap.yaml'))   # the world with a skill gap
 
 def skeletons(recs): return {str(world.canonical(world.parse_question(r['question']))) for r in recs}
 
@@ -41,7 +41,7 @@ def test_shipped_gates_measured_where_orion_works():
 @pytest.mark.timeout(1500)
 def test_headroom_gate_refuses_a_world_inside_the_mix(tmp_path):
     "At levels 1-5 (the mix's own distribution) fine-tuning on reference solutions does not help: the run is refused before stage 2."
-    (tmp_path/'p.yaml').write_text(f"base: {ROOT/'params'/'tiny.yaml'}\nrun_name: inside\nworld_levels: [1, 2, 3, 4, 5]\n"
+    (tmp_path/'p.yaml').write_text(f"base: {ROOT/'params'/'tiny-gap.yaml'}\nrun_name: inside\nworld_levels: [1, 2, 3, 4, 5]\n"
                                    "stages: [00_data, 01_student, 01b_headroom]\nheadroom_seeds: [0, 1]\n")
     r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(tmp_path/'p.yaml'), '--runs', str(tmp_path/'runs'),
                         '--reports', str(tmp_path/'reports')], cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
