@@ -40,8 +40,8 @@ def test_shipped_gates_measured_where_orion_works():
 
 @pytest.mark.timeout(1500)
 def test_headroom_gate_refuses_a_world_inside_the_mix(tmp_path):
-    "At levels 1-5 (the mix's own distribution) fine-tuning on reference solutions does not help: the run is refused before stage 2."
-    (tmp_path/'p.yaml').write_text(f"base: {ROOT/'params'/'tiny-gap.yaml'}\nrun_name: inside\nworld_levels: [1, 2, 3, 4, 5]\n"
+    "At levels 1-5 (the mix's own distribution, tiny.yaml) fine-tuning on reference solutions does not help: under require the run is refused before stage 2."
+    (tmp_path/'p.yaml').write_text(f"base: {ROOT/'params'/'tiny.yaml'}\nrun_name: inside\nheadroom_gate: require\n"   # tiny.yaml: the mix's own levels
                                    "stages: [00_data, 01_student, 01b_headroom]\nheadroom_seeds: [0, 1]\n")
     r = subprocess.run([str(Path(sys.executable).parent/'orion'), 'run', str(tmp_path/'p.yaml'), '--runs', str(tmp_path/'runs'),
                         '--reports', str(tmp_path/'reports')], cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
