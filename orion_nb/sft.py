@@ -13,11 +13,11 @@ from .core import DataError, atomic_write_text, read_jsonl, stable_hash
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
-           'VANISHED', 'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag', 'check_example',
-           'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog', 'batch_plan',
-           'attention', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id', 'overlength_questions',
-           'train_sft', 'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key', 'from_stage', 'placement',
-           'stop_forkserver', 'train', 'train_examples']
+           'VANISHED', 'CRASHED', 'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag',
+           'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
+           'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id',
+           'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key',
+           'from_stage', 'placement', 'stop_forkserver', 'train', 'train_examples']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -457,6 +457,7 @@ def stop_forkserver() -> None:
     forkserver._forkserver._stop()   # what Python's own tests call; a no-op when none runs
 
 VANISHED = 255   # what multiprocessing reports for a forked process whose fork server died (its exit code never came)
+CRASHED = (-11, -7)   # SIGSEGV, SIGBUS: a forked training that crashed is run once more (seen once in ~100 forked trainings on CPU)
 FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
 
 def _forked_main(config: str, env: dict) -> None:
@@ -476,10 +477,11 @@ def _run_forked(config, env: dict) -> None:
     atexit.unregister(stop_forkserver); atexit.register(stop_forkserver)   # once
     for retry in (False, True):
         p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
-        if p.exitcode != VANISHED or retry: break
+        if p.exitcode not in (VANISHED, *CRASHED) or retry: break
         t0 = time.time()       # the server is gone: its training ends with it (`die_with_parent`) before another starts in its folder
         while process_alive(p.pid) and time.time() - t0 < 30: time.sleep(0.1)
-        print(f'orion-sft: the fork server vanished during {config}; training it again in a fresh server', file=sys.stderr)
+        why = 'the fork server vanished' if p.exitcode == VANISHED else f'the training died with signal {-p.exitcode}'
+        print(f'orion-sft: {why} during {config}; training it again (it resumes from its folder)', file=sys.stderr)
     if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
 
 # %% ../nbs/20_sft.ipynb #24c06fbe

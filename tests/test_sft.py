@@ -257,3 +257,25 @@ def test_forkserver_that_vanishes_mid_training_is_replaced(base, tmp_path):
     steps = [json.loads(l)['step'] for l in open(tmp_path/'out'/'trainer_log.jsonl')]
     assert steps == list(range(1, 49))          # the retried training's log, whole and once
     stop_forkserver()
+
+def test_forked_training_that_crashes_is_run_again(base, tmp_path):
+    "A forked training that dies by SIGSEGV (seen once in a cold tiny run) runs again once and finishes; its log whole."
+    import signal, threading, time
+    from multiprocessing import forkserver
+    from orion_nb.sft import train, stop_forkserver
+    path, _ = base
+    data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
+    p = dict(epochs=3, batch_size=2, lr=1e-2, max_length=128)
+    stop_forkserver()
+    def crash_training():
+        t0 = time.time()
+        while not (tmp_path/'out'/'trainer_log.jsonl').exists() and time.time() - t0 < 300: time.sleep(0.05)
+        server = forkserver._forkserver._forkserver_pid
+        kids = [int(d) for d in os.listdir('/proc') if d.isdigit() and Path(f'/proc/{d}/stat').exists()
+                and Path(f'/proc/{d}/stat').read_text().rsplit(')', 1)[1].split()[1] == str(server)]
+        for k in kids: os.kill(k, signal.SIGSEGV)
+    k = threading.Thread(target=crash_training); k.start()
+    s = train(path, data, tmp_path/'out', p, launcher='forkserver', threads=1)
+    k.join()
+    assert s['steps'] == 48 and (tmp_path/'out'/'model'/'config.json').is_file()
+    stop_forkserver()
