@@ -101,12 +101,12 @@ def coherence(texts: Sequence[str], tokenizer=None) -> dict:
     "Mean length, n-gram repetition, reflection markers and step consistency over `texts`."
     if not texts: return {}
     sc = [step_consistency(t) for t in texts]
-    checked = sum(s['n_checked'] for s in sc)
+    checked, wrong = sum(s['n_checked'] for s in sc), sum(s['n_wrong'] for s in sc)
     out = dict(n=len(texts), words=statistics.mean(len(t.split()) for t in texts),
                repetition=statistics.mean(ngram_repetition(t) for t in texts),
                reflection_per_1k=statistics.mean(reflection_rate(t) for t in texts),
                steps_checked=checked, steps_hold=(sum(s['n_hold'] for s in sc) / checked) if checked else float('nan'),
-               false_equations=sum(s['n_wrong'] for s in sc), false_share=(sum(s['n_wrong'] for s in sc) / checked) if checked else float('nan'))
+               false_equations=wrong, false_share=(wrong / checked) if checked else float('nan'))
     if tokenizer is not None: out['tokens'] = statistics.mean(len(tokenizer(t)['input_ids']) for t in texts)
     return out
 

@@ -95,7 +95,7 @@ def select_targets(recs: Sequence[dict],            # records after stage 3
                    for x in refl.get('refined', [])]
         r = {**r, 'reflection': {**refl, 'refined': refined, 'survived': sum(map(survived, refined))}}
         r['target'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes, check)
-        r['target_checked'] = choose_target(r, rule, never_wrong, no_survivor, seed, boxes, 'steps')
+        r['target_checked'] = r['target'] if check == 'steps' else choose_target(r, rule, never_wrong, no_survivor, seed, boxes, 'steps')
         out.append(r)
     if out_path is not None: write_jsonl(out_path, out)
     return out

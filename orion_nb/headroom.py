@@ -30,7 +30,7 @@ def headroom_verdict(base: float,                      # the base student's vali
                      min_gain: float = HEADROOM_MIN_GAIN) -> dict:
     "The gate: mean gain over seeds >= `min_gain` and the lower end of its 95 % t-interval above `base` (needs >= 2 seeds)."
     m, h = mean_ci(tuned)
-    lower = m - h if not math.isnan(h) else float('nan')
+    lower = m - h                                      # nan with one seed
     ok = len(tuned) >= 2 and m - base >= min_gain and lower > base
     return dict(base=base, tuned=list(tuned), mean=m, ci95_half_width=None if math.isnan(h) else h, gain=m - base,
                 lower=None if math.isnan(lower) else lower, min_gain=min_gain, passed=bool(ok))
