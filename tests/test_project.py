@@ -162,3 +162,74 @@ def test_every_parameter_is_checked():
     assert not [k for k in vals if k.endswith('_prompt') and k not in PROMPTS]
     assert param_errors({k: v for k, v in vals.items() if not k.endswith(('_dir', '_path'))}, decl, 'defaults',
                         base=ROOT/'nbs'/'pipeline') == []   # a notebook's defaults are relative to its folder
+
+# --- Tests next to the method (issue 27) ----------------------------------------------------------------------------
+def public_defs(source: str) -> list[str]:
+    "Names of the public functions and classes defined at the top level of a cell (`@patch`ed methods included)."
+    import ast
+    code = '\n'.join(l for l in source.splitlines() if not l.lstrip().startswith(('%', '!')))
+    return [n.name for n in ast.parse(code).body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith('_')]
+
+def untested(nb) -> list[str]:
+    "Public definitions of `nb`'s exported cells whose name no later code cell mentions before the next exported cell."
+    srcs, out = cells(nb), []
+    is_exp = [bool(re.match(r'\s*#\|\s*export', s)) for s in srcs]
+    for i, s in enumerate(srcs):
+        if not is_exp[i]: continue
+        nxt = next((j for j in range(i + 1, len(srcs)) if is_exp[j]), len(srcs))
+        after = '\n'.join(srcs[i + 1:nxt])
+        out += [n for n in public_defs(s) if not re.search(rf'\b{re.escape(n)}\b', after)]
+    return out
+
+def test_untested_detected():
+    nb = {'cells': [{'cell_type': 'code', 'source': s, 'metadata': {}} for s in
+                    ['#| export\ndef f(): pass\nclass C: pass\ndef _g(): pass', 'f()', '#| export\ndef h(): pass', 'C(); h()']]}
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d)/'x.ipynb'; p.write_text(json.dumps(nb))
+        assert untested(p) == ['C']   # `C` is used, but only after the next exported cell
+
+# Public definitions with no check right after them. Keep this list short: add a check after the definition and drop
+# the name. The notebooks marked (*) are being edited elsewhere: their names are to be covered there.
+UNTESTED = {
+    '00_core': ['canonical_json', 'visible_files', 'package_modules', 'code_text', 'Stage', 'model_tag', 'RunDir', 'read_json',
+                'write_json', 'records', 'write_records', 'model', 'student', 'student_model', 'eval_sets', 'manifest_path'],
+    '01_data': ['id_value', 'skipped_rows', 'warn_skipped', 'load_train_pool'],
+    '03_grading': ['close'],
+    '05_generate': ['Completion', 'RequestError', 'NotSent', 'GenerationError', 'sample_key', 'SpendCapReached', 'ledger_path',
+                    'SpendLedger', 'reserve', 'clean_text', 'failures_path'],
+    '05a_instruct': ['critique', 'teacher_text', 'text_of', 'instruct_example'],
+    '05b_hf': ['close'], '05c_vllm_engine': ['close'], '05d_openai_client': ['close'],
+    '07_arith': ['ExprError', 'expr', 'term', 'unary', 'power', 'pow', 'postfix', 'group', 'arg', 'atom'],
+    '07a_steps': ['Step'],
+    '16_jobs': ['cores', 'thread_env', 'use_threads', 'job_threads', 'shares', 'unshare', 'GenJob', 'shared_generators',   # (*)
+                'gen_jobs', 'InlineExecutor'],
+    '17_gates': ['ship_snapshots'],   # builds from trained snapshots: checked by tests/test_stages.py, not yet in its notebook
+    '20_sft': ['SFTParams', 'check_example', 'check', 'question_id', 'main', 'sft_key', 'stop_forkserver'],   # (*)
+    '30_evaluate': ['evaluate'],   # (*)
+    '40_analysis': ['seed_spread', 'response_nll'],   # (*)
+    '41_headroom': ['val_accuracy'], '42_journey': ['question_html'], '45_params': ['run_name_error', 'param_errors'],
+    '49_rehearsal': ['tokenizer_ok', 'fetch_tokenizer', 'StandIn', 'pool_answers', 'rehearse', 'cli_rehearse'],
+    '50_report': ['pipeline_notebooks', 'parameters_cell', 'stop_kernels', 'notebook_modules', 'StageFailed',   # (*)
+                  'child_cpu_seconds', 'run_stage', 'run_lock', 'run_pipeline'],
+}
+
+@pytest.mark.parametrize('nb', LIB_NBS, ids=lambda p: p.stem)
+def test_definitions_checked_next_to_them(nb):
+    "Every public definition of an exported cell is used by a test cell before the next exported cell (or is a named exception)."
+    got, allowed = untested(nb), UNTESTED.get(nb.stem, [])
+    assert not [n for n in got if n not in allowed], f'{nb.stem}: add a check right after {[n for n in got if n not in allowed]}'
+    assert not [n for n in allowed if n not in got], f'{nb.stem}: {[n for n in allowed if n not in got]} are checked now: drop them from UNTESTED'
+
+def code_lines(cell: str) -> int:
+    "Lines of code in a cell: its non-blank lines, less the `#|` directives."
+    return sum(1 for l in cell.splitlines() if l.strip() and not re.match(r'\s*#\|', l))
+
+def test_exported_cells_stay_small(capsys):
+    "Exported cells' lines of code across all notebooks: the median and the 90th percentile must not grow."
+    import statistics
+    sizes = sorted(code_lines(s) for nb in notebooks() for s in exported(nb))
+    med, p90 = statistics.median(sizes), sizes[int(0.9 * (len(sizes) - 1))]
+    with capsys.disabled(): print(f'\nexported cells: {len(sizes)}, lines of code median {med}, p90 {p90}, largest {sizes[-5:]}')
+    assert med <= 10 and p90 <= 18, f'median {med} (at most 10), p90 {p90} (at most 18): split the largest cells'
