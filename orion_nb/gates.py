@@ -11,7 +11,7 @@ from .core import atomic_write_text
 from .data import last_boxed
 from .grading import grade_many
 from .models import solve_messages, load_model, load_tokenizer
-from .generate import SamplingParams
+from .generate import Generator, SamplingParams
 from .hf import TransformersGenerator
 from .instruct import wrong_solution
 from .reflection import reflection_prompt
@@ -71,7 +71,7 @@ def _critique_gate(gen, recs: list[dict], seed: int) -> dict:
     return dict(critique=round(hit / max(len(rows), 1), 4), critique_probes=len(rows), critique_chance=round(sum(1 / s for *_, s in rows) / max(len(rows), 1), 4))
 
 # %% ../nbs/17_gates.ipynb #8980ac77
-def measure_gates(path,                        # the student's folder (or a loaded model via `TransformersGenerator`)
+def measure_gates(path,                        # the student's folder, or a `Generator` to probe
                   n: int = 300,                # probe questions (world test split)
                   seed: int = 0,               # probe sample and sampling seed
                   temperature: float = 0.8,    # refinements are sampled as stage 3 samples them (the tiny preset's `reflect_temperature`)
@@ -79,7 +79,7 @@ def measure_gates(path,                        # the student's folder (or a load
                   batch_size: int = 32,
                   levels=(1, 2, 3, 4, 5)) -> dict:   # the probes' levels: those of the run's questions (`world_levels`)
     "Every gate's value on held-out probes, with its threshold and whether it passed (`GATES`)."
-    gen = TransformersGenerator(str(path), batch_size=batch_size)
+    gen = path if isinstance(path, Generator) else TransformersGenerator(str(path), batch_size=batch_size)
     recs = probe_problems(n, seed, levels)
     solved = _complete(gen, [solve_messages(r['question']) for r in recs], 0.0, max_new_tokens, seed)
     right = grade_many([c.text for c in solved], [r['answer'] for r in recs], progress=False)
