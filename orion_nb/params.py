@@ -4,12 +4,13 @@
 
 # %% ../nbs/45_params.ipynb #d0c439ba
 from __future__ import annotations
-import importlib, json, math, os, re
+import json, math, os, re
 from pathlib import Path
+from .config import checking_rules
 
 # %% auto #0
 __all__ = ['MAX_PARAMS_BYTES', 'BASE', 'RUN_KEYS', 'CHOICES', 'RANGES', 'SIZE_COST', 'AUTO', 'BY_SET', 'ITEMS', 'NONEMPTY',
-           'PROMPTS', 'PATH_SUFFIXES', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'GiB', 'DTYPE_BYTES',
+           'PROMPTS', 'PATH_SUFFIXES', 'PATHS', 'OUTPUTS', 'MODEL_PARAMS', 'PLAIN_NAME', 'GiB', 'DTYPE_BYTES',
            'VLLM_OVERHEAD_GIB', 'ParamFile', 'load_params', 'allowed_values', 'range_of', 'in_range',
            'declared_defaults', 'run_name_error', 'param_count', 'served_dtype', 'kv_bytes_per_token', 'vllm_memory',
            'vllm_models', 'model_config', 'vllm_fit', 'param_errors', 'check_params']
@@ -69,57 +70,27 @@ def load_params(path: str | os.PathLike, _seen: tuple = ()) -> ParamFile:
 # %% ../nbs/45_params.ipynb #436ff185
 RUN_KEYS = {'run_name': str, 'stages': list}  # names the orchestrator itself reads
 
-CHOICES = {'recipes': ('orion_nb.recipes', 'RECIPES'), 'select_rule': ('orion_nb.filter', 'RULES'),
-           'never_wrong': ('orion_nb.filter', 'FALLBACKS'), 'no_survivor': ('orion_nb.filter', 'FALLBACKS'),
-           'train_pool': ('orion_nb.data', 'POOLS'), 'benchmarks': ('orion_nb.data', 'BENCHMARKS'),
-           'teacher': ('orion_nb.teacher', 'TEACHERS'), 'gen_backend': ('orion_nb.backends', 'BACKENDS'),
-           'reflect_students': ('orion_nb.core', 'REFLECT_STUDENTS'), 'sft_launcher': ('orion_nb.sft', 'LAUNCHERS'),
-           'sft_on_overlength': ('orion_nb.sft', 'OVERLENGTH'), 'sft_ddp_backend': ('orion_nb.sft', 'DDP_BACKENDS'),
-           'sft_precision': ('orion_nb.sft', 'PRECISIONS'), 'sft_gradient_checkpointing': ('orion_nb.sft', 'CHECKPOINTING'), 'vllm_dtype': ('orion_nb.backends', 'VLLM_DTYPES'),
-           'short_teacher': ('orion_nb.baselines', 'SHORT_TEACHERS'), 'correction_teacher': ('orion_nb.baselines', 'CORRECTORS'),
-           'short_source': ('orion_nb.recipes', 'SHORT_SOURCES'), 'lema_source': ('orion_nb.recipes', 'LEMA_SOURCES'),
-           'judge': ('orion_nb.analysis', 'JUDGES'), 'reflect_attempt': ('orion_nb.reflection', 'ATTEMPT_CHOICES'),
-           'form_boxes': ('orion_nb.filter', 'BOX_RULES'), 'train_executor': ('orion_nb.jobs', 'PROCESS_JOB_EXECUTORS'),
-           'student_gates': ('orion_nb.student', 'GATE_POLICIES'), 'sft_scheduler': ('orion_nb.sft', 'SCHEDULERS'),
-           'headroom_gate': ('orion_nb.headroom', 'HEADROOM_POLICIES'), 'reflect_filter': ('orion_nb.filter', 'FILTERS'),
-           'no_error_scope': ('orion_nb.recipes', 'NO_ERROR_SCOPES'), 'world_levels': ('orion_nb.world', 'LEVEL_RANGES')}
+_rules = checking_rules()   # every table below is read off the one typed configuration (`orion_nb.config`)
+CHOICES = _rules['choices']   # name -> the values it may take: the tuple or dict of the module that uses them
 
 # %% ../nbs/45_params.ipynb #f2e72450
-RANGES = {'train_n': '1..1000000', 'world_test_n': '0..1000000', 'benchmark_n': '0..100000', 'grade_workers': '1..1024',
-          'teacher_k': '1..1024', 'teacher_temperature': '>= 0', 'teacher_max_new_tokens': '1..1000000',
-          'gen_batch_size': '1..65536', 'exposure_k': '1..1024', 'exposure_temperature': '>= 0', 'student_max_new_tokens': '1..1000000',
-          'reflect_m': '1..1024', 'reflect_budget_ratio': '0..100', 'reflect_temperature': '>= 0', 'attempts_per_question': '1..1024', 'long_share': '0..1',
-          'sft_epochs': '> 0', 'sft_lr': '> 0', 'sft_lora_lr': '> 0', 'sft_save_steps': '0..1000000000', 'sft_save_total_limit': '1..1000', 'sft_batch_size': '1..65536', 'sft_per_device_batch_size': '0..65536', 'sft_warmup': '>= 0', 'sft_max_grad_norm': '> 0', 'sft_max_length': '1..10000000', 'sft_nproc': '1..1024',
-          'seeds': '0..4294967295', 'eval_n': '1..1024', 'eval_temperature': '>= 0', 'eval_max_new_tokens': '1..1000000', 'eval_k': '1..1024',
-          'n_boot': '1..1000000', 'claim_margin': '0..1', 'nll_examples': '0..1000000', 'eval_top_p': '0..1',
-          'eval_n_by_set': '1..1024', 'eval_max_new_tokens_by_set': '1..1000000', 'vllm_tensor_parallel_size': '1..1024',
-          'vllm_data_parallel_size': '1..1024', 'vllm_max_model_len': '0..10000000', 'vllm_gpu_memory_utilization': '0..1', 'gpu_memory_gib': '> 0',
-          'teacher_top_p': '0..1', 'teacher_max_concurrency': '1..10000', 'teacher_timeout': '> 0', 'teacher_max_retries': '0..100',
-          'teacher_price_input': '>= 0', 'teacher_price_output': '>= 0', 'teacher_spend_cap': '>= 0',
-          'short_k': '1..1024', 'short_slip': '0..1', 'short_temperature': '>= 0', 'short_max_new_tokens': '1..1000000',
-          'correction_attempts': '1..1024', 'correction_k': '1..1024', 'correction_temperature': '>= 0', 'correction_max_new_tokens': '1..1000000',
-          'lema_per_question': '1..1024', 'judge_n': '1..1024', 'judge_max_new_tokens': '1..1000000',
-          'train_workers': '1..1024', 'train_threads': '1..1024', 'eval_workers': '1..1024', 'eval_threads': '1..1024', 'sft_multi_gpu_above': '> 0',
-          'gen_workers': '1..1024', 'gen_threads': '1..1024', 'gen_shards': '1..1024', 'journey_n': '0..10000',
-          'world_val_n': '0..1000000', 'headroom_seeds': '0..4294967295', 'headroom_min_gain': '0..1'}
+RANGES = _rules['ranges']   # name -> its `config.Range` as text: 'a..b' (inclusive), '>= a' or '> a'
 SIZE_COST = 'a size: every unit is generated, sampled, trained on or kept in memory, so the bound is what a run could afford'   # said with an out-of-range size
-AUTO = ('train_workers', 'eval_workers', 'gen_workers', 'sft_nproc', 'vllm_data_parallel_size')   # 'auto' or an integer
-BY_SET = ('eval_n_by_set', 'eval_max_new_tokens_by_set')   # set name -> integer; the names: 'world_test' and the benchmarks
-ITEMS = {'seeds': int, 'headroom_seeds': int, 'world_levels': int, 'eval_k': int, 'benchmarks': str, 'reflect_students': str, 'recipes': str, 'stages': str}
-NONEMPTY = ('seeds', 'eval_k', 'reflect_students')   # lists that may not be empty (`recipes: []` means every recipe)
-PROMPTS = {'teacher_prompt': ('question',), 'solve_prompt': ('question',), 'reflect_prompt': ('question', 'reference', 'attempt'),
-           'no_error_prompt': ('question', 'reference'), 'lema_prompt': ('question', 'attempt'), 'short_prompt': ('question',),
-           'correction_prompt': ('question', 'attempt', 'answer'), 'judge_prompt': ('question', 'solution')}   # each placeholder, once or more
-PATH_SUFFIXES = ('_dir', '_path', '_config')   # parameters naming a local file or folder
-OUTPUTS = ('run_dir', 'student_cache_dir')     # folders written to, not read: they need not exist
-MODEL_PARAMS = ('student', 'teacher_model', 'short_model', 'correction_model', 'judge_model')    # parameters naming a model: a local folder or a Hub id
+AUTO = _rules['auto']   # 'auto' or an integer
+BY_SET = _rules['by_set']   # set name -> integer; the names: 'world_test' and the benchmarks
+ITEMS = {**_rules['items'], 'stages': str}   # a list's item type (`stages`: the orchestrator's)
+NONEMPTY = _rules['nonempty']   # lists that may not be empty (`recipes: []` means every recipe)
+PROMPTS = _rules['prompts']   # each placeholder, once or more
+PATH_SUFFIXES = ('_dir', '_path', '_config')   # the names of path parameters (PATHS and OUTPUTS) end so (a test checks it)
+PATHS = _rules['paths']       # files or folders read: they must exist
+OUTPUTS = _rules['outputs']   # folders written to, not read: they need not exist
+MODEL_PARAMS = _rules['models']   # parameters naming a model: a local folder or a Hub id
 
 # %% ../nbs/45_params.ipynb #0bc55a57
 def allowed_values(name: str) -> list | None:
     "The values parameter `name` may take, read from the module that declares them (None: not a choice)."
     if name not in CHOICES: return None
-    mod, attr = CHOICES[name]
-    return list(getattr(importlib.import_module(mod), attr))
+    return list(CHOICES[name])
 
 def range_of(name: str) -> str | None:
     "The range parameter `name` (or each of its items) must lie in: `RANGES`, or a 32-bit unsigned integer for a seed."
@@ -221,7 +192,7 @@ def _value_error(k: str, v) -> str | None:
 # %% ../nbs/45_params.ipynb #4913e208
 def _path_error(k: str, v, base: Path) -> str | None:
     "What is wrong with a path parameter's value: a file or folder that is not there."
-    if not (isinstance(v, str) and v and k.endswith(PATH_SUFFIXES)) or k in OUTPUTS or k.endswith('_cache_dir'): return None
+    if not (isinstance(v, str) and v and k in PATHS): return None
     p = (base/v).expanduser()
     if k.endswith('_dir'): return None if p.is_dir() else f'no folder at {p}'
     return None if p.is_file() else f'no file at {p}'

@@ -150,6 +150,28 @@ def test_prompt_parameters_default_to_library(param, const):
     defaults = {nb.stem: ast.literal_eval(d[param]['default']) for nb in PIPE_NBS if param in (d := declared_parameters(nb))}
     assert defaults and set(defaults.values()) == {getattr(importlib.import_module(f'orion_nb.{mod}'), name)}, defaults
 
+def test_parameters_cells_rendered_from_config():
+    "Each pipeline notebook's parameters cell is exactly what `orion_nb.config` renders: a parameter is declared once, as a config field."
+    from orion_nb.config import parameters_cell_for, stages_of, parameter_table
+    from orion_nb.report import parameters_cell
+    assert stages_of(parameter_table()) == [nb.stem for nb in PIPE_NBS]
+    bad = [nb.name for nb in PIPE_NBS if parameters_cell(nb) != parameters_cell_for(nb.stem)]
+    assert not bad, f'{bad}: parameters cells differ from orion_nb/config.py: run `python -m orion_nb.config --write nbs/pipeline`'
+
+def test_new_parameter_is_one_field():
+    "A field added to the configuration is declared by its stage's parameters cell and checked by `params`, with nothing else written."
+    import dataclasses
+    from orion_nb.config import CONCERNS, COUNT, checking_rules, param, parameter_table, parameters_cell_for
+    from orion_nb.params import _value_error
+    extra = dataclasses.make_dataclass('ExtraConfig', [('extra_k', list[int], param([2], 'extra samples per question', range=COUNT, nonempty=True, stages='07_evaluate'))])
+    t = parameter_table(CONCERNS + (extra,))
+    assert parameters_cell_for('07_evaluate', t).splitlines()[-1] == 'extra_k = [2]                        # extra samples per question'
+    assert 'extra_k' not in parameters_cell_for('06_train', t)
+    r = checking_rules(t)
+    assert (r['ranges']['extra_k'], r['items']['extra_k'], 'extra_k' in r['nonempty']) == ('1..1024', int, True)
+    assert checking_rules() == {k: {n: v for n, v in d.items() if n != 'extra_k'} if isinstance(d, dict) else tuple(n for n in d if n != 'extra_k') for k, d in r.items()}
+    assert _value_error('eval_k', []) == 'is empty; give at least one value'   # the rules params.py checks with are these
+
 def test_every_parameter_is_checked():
     "Each declared number has a range, each list an item type, each prompt its placeholders, and every default passes its own check."
     import ast
