@@ -30,7 +30,7 @@ import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import yaml
 from orion_nb.jobs import cores
-from orion_nb.report import child_cpu_seconds as child_cpu   # CPU seconds of this process's ended children, theirs included
+from orion_nb.runner import child_cpu_seconds as child_cpu   # CPU seconds of this process's ended children, theirs included
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -132,7 +132,7 @@ def pool_answers(params: dict) -> dict:
 def rehearse(params_path, nb_dir='nbs/pipeline', runs_dir='runs', reports_dir='runs/reports', force: bool = False):   # reports beside the runs: a rehearsal's are not the project's
     "Run a rehearsal file: its random-weight student built, the stand-in serving its API teachers."
     from orion_nb.params import load_params
-    from orion_nb.report import run_pipeline
+    from orion_nb.runner import run_pipeline
     p = load_params(params_path)
     for k, v in REHEARSAL_ENV.items(): os.environ.setdefault(k, v)
     if Path(p['student']).name in STUDENTS:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from orion_nb.core import DataError
 from orion_nb.data import load_benchmark, load_train_pool, load_problems
-from orion_nb.report import main, run_pipeline
+from orion_nb.cli import main
+from orion_nb.runner import run_pipeline
 from orion_nb.teacher import load_traces
 
 ROOT = Path(__file__).resolve().parents[1]

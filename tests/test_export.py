@@ -118,7 +118,7 @@ def test_cli_export(run, tmp_path, capsys):
 
 def test_orion_export_command(run, tmp_path, capsys):
     "`orion export` reaches cli_export with its options: a dry run lists the files and writes none."
-    from orion_nb.report import main
+    from orion_nb.cli import main
     assert main(['export', str(run), '--out', str(tmp_path/'out'), '--format', 'hf', '--recipes', 'orion', '--dry-run']) == 0
     out = capsys.readouterr().out
     assert f'{tmp_path}/out/hf/orion' in out and 'orion_at_sft_teacher' not in out and not (tmp_path/'out').exists()

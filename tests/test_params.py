@@ -1,7 +1,8 @@
 "Parameter files for real models: they resolve, their data loads from the given paths, and a few questions run on a tiny stand-in."
 from pathlib import Path
 import pytest
-from orion_nb.report import main, pipeline_notebooks, declared_parameters
+from orion_nb.cli import main
+from orion_nb.runner import pipeline_notebooks, declared_parameters
 from orion_nb.params import load_params, param_errors
 from orion_nb.data import load_benchmark, load_train_pool
 
@@ -55,7 +56,7 @@ def test_mistyped_name_stops(tmp_path, capsys):
 def test_quick_commands_import_no_heavy_library(cmd, tmp_path):
     "`orion check` and `orion run --dry-run` answer without torch, transformers, PEFT, papermill or nbformat (seconds to import)."
     import subprocess, sys
-    code = ("import sys; from orion_nb.report import main; code = main(sys.argv[1:]); "
+    code = ("import sys; from orion_nb.cli import main; code = main(sys.argv[1:]); "
             "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'trl', 'papermill', 'nbformat', 'datasets') if m in sys.modules); "
             "print('HEAVY', heavy); sys.exit(code)")
     r = subprocess.run([sys.executable, '-c', code, *[c.format(tmp=tmp_path) for c in cmd]], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -123,7 +124,7 @@ def test_real_params_gpu_fit(path, tmp_path):
 def test_check_says_when_the_gpu_estimate_is_skipped(tmp_path):
     "`orion check` prints each vLLM model's estimate (configs from $HF_HUB_CACHE), or that it was skipped and why; neither fails."
     import os, subprocess, sys
-    cmd = [sys.executable, '-c', 'import sys; from orion_nb.report import main; sys.exit(main())', 'check', 'params/qwen2.5-1.5b-r1-api.yaml']
+    cmd = [sys.executable, '-c', 'import sys; from orion_nb.cli import main; sys.exit(main())', 'check', 'params/qwen2.5-1.5b-r1-api.yaml']
     for hub, said in [(tmp_path/'empty', 'GPU memory estimate skipped: no config.json in the Hugging Face cache'),
                       (hub_cache(tmp_path/'hub', {'Qwen/Qwen2.5-1.5B-Instruct': QWEN15}), 'fits: 2.9 GiB weights')]:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, 'HF_HUB_CACHE': str(hub)})

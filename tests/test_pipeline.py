@@ -247,7 +247,7 @@ def test_library_edit_redoes_importing_stages_only(tmp_path):
     "Editing a prompt constant in a scratch copy of the library changes the keys of its stage and later ones, none before."
     import shutil
     from orion_nb.core import package_dir
-    from orion_nb.report import declared_parameters, pipeline_notebooks, stage_keys
+    from orion_nb.runner import declared_parameters, pipeline_notebooks, stage_keys
     pkg = tmp_path/'orion_nb'; shutil.copytree(package_dir(), pkg, ignore=shutil.ignore_patterns('__pycache__'))
     nbs = pipeline_notebooks(ROOT/'nbs'/'pipeline'); decl = {nb: declared_parameters(nb) for nb in nbs}
     keys = lambda: [k for _, k in stage_keys(nbs, decl, {}, tmp_path/'run', pkg).values()]

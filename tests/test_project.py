@@ -70,17 +70,16 @@ def test_notebook_committed_clean(nb):
 
 def test_notebooks_import_only_lower_numbers():
     "A library notebook imports only from modules of lower-numbered notebooks (05a after 05, before 06)."
-    num = {}
+    num, src = {}, {}
     for nb in notebooks():
-        src = ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
-        m = re.search(r'#\|\s*default_exp\s+(\S+)', src)
-        if m: num[m[1]] = nb.name.split('_')[0]
+        src[nb] = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        if m := re.search(r'^#\|\s*default_exp\s+(\w+)', src[nb], re.M): num[m[1]] = nb.name.split('_')[0]
+    assert {'core', 'sft', 'runner', 'cli'} <= set(num), sorted(num)
     for nb in notebooks():
         if nb.parent.name == 'pipeline': continue
         n = nb.name.split('_')[0]
-        src = ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
-        for mod in re.findall(r'(?:from|import)\s+orion_nb\.(\w+)', src):
-            assert num.get(mod, '') < n, f'{nb.name} imports orion_nb.{mod} (notebook {num.get(mod)})'
+        for mod in re.findall(r'^\s*(?:from|import)\s+orion_nb\.(\w+)', src[nb], re.M):
+            assert num[mod] <= n, f'{nb.name} imports orion_nb.{mod} (notebook {num[mod]})'
 
 def test_ci_runs_readme_test_command():
     readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci/run').read_text()
@@ -89,7 +88,7 @@ def test_ci_runs_readme_test_command():
 
 # --- Habits, as tests ---------------------------------------------------------------------------------------------
 LIB_NBS = sorted((ROOT/'nbs').glob('[0-9][0-9]*_*.ipynb'))
-PIPE_NBS = sorted((ROOT/'nbs'/'pipeline').glob('[0-9]*.ipynb'))   # as orion finds them (report.pipeline_notebooks)
+PIPE_NBS = sorted((ROOT/'nbs'/'pipeline').glob('[0-9]*.ipynb'))   # as orion finds them (runner.pipeline_notebooks)
 
 def cells(nb, kind='code'):
     return [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == kind]
@@ -131,7 +130,7 @@ def test_library_cells_are_small():
 
 def test_shared_parameters_agree():
     "A parameter declared by several pipeline notebooks has one default (and one meaning) everywhere."
-    from orion_nb.report import declared_parameters
+    from orion_nb.runner import declared_parameters
     seen = {}
     for nb in PIPE_NBS:
         for k, v in declared_parameters(nb).items(): seen.setdefault(k, {})[nb.stem] = v['default']
@@ -145,7 +144,7 @@ def test_shared_parameters_agree():
 def test_prompt_parameters_default_to_library(param, const):
     "Each prompt template is a parameter whose default is the library's constant, so the two cannot drift apart."
     import ast, importlib
-    from orion_nb.report import declared_parameters
+    from orion_nb.runner import declared_parameters
     mod, name = const.split('.')
     defaults = {nb.stem: ast.literal_eval(d[param]['default']) for nb in PIPE_NBS if param in (d := declared_parameters(nb))}
     assert defaults and set(defaults.values()) == {getattr(importlib.import_module(f'orion_nb.{mod}'), name)}, defaults
@@ -153,7 +152,7 @@ def test_prompt_parameters_default_to_library(param, const):
 def test_parameters_cells_rendered_from_config():
     "Each pipeline notebook's parameters cell is exactly what `orion_nb.config` renders: a parameter is declared once, as a config field."
     from orion_nb.config import parameters_cell_for, stages_of, parameter_table
-    from orion_nb.report import parameters_cell
+    from orion_nb.runner import parameters_cell
     assert stages_of(parameter_table()) == [nb.stem for nb in PIPE_NBS]
     bad = [nb.name for nb in PIPE_NBS if parameters_cell(nb) != parameters_cell_for(nb.stem)]
     assert not bad, f'{bad}: parameters cells differ from orion_nb/config.py: run `python -m orion_nb.config --write nbs/pipeline`'
@@ -175,7 +174,7 @@ def test_new_parameter_is_one_field():
 def test_every_parameter_is_checked():
     "Each declared number has a range, each list an item type, each prompt its placeholders, and every default passes its own check."
     import ast
-    from orion_nb.report import declared_parameters
+    from orion_nb.runner import declared_parameters
     from orion_nb.params import ITEMS, PROMPTS, range_of, param_errors
     decl = {k: v for nb in PIPE_NBS for k, v in declared_parameters(nb).items()}
     vals = {k: ast.literal_eval(v['default']) for k, v in decl.items()}
@@ -232,9 +231,9 @@ UNTESTED = {
     '30_evaluate': ['evaluate'],   # (*)
     '40_analysis': ['seed_spread', 'response_nll'],   # (*)
     '41_headroom': ['val_accuracy'], '42_journey': ['question_html'], '45_params': ['run_name_error', 'param_errors'],
-    '49_rehearsal': ['tokenizer_ok', 'fetch_tokenizer', 'StandIn', 'pool_answers', 'rehearse', 'cli_rehearse'],
-    '50_report': ['pipeline_notebooks', 'parameters_cell', 'stop_kernels', 'notebook_modules', 'StageFailed',   # (*)
+    '47_runner': ['pipeline_notebooks', 'parameters_cell', 'stop_kernels', 'notebook_modules', 'StageFailed',   # (*)
                   'child_cpu_seconds', 'run_stage', 'run_lock', 'run_pipeline'],
+    '49_rehearsal': ['tokenizer_ok', 'fetch_tokenizer', 'StandIn', 'pool_answers', 'rehearse', 'cli_rehearse'],
 }
 
 @pytest.mark.parametrize('nb', LIB_NBS, ids=lambda p: p.stem)

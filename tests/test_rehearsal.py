@@ -37,7 +37,7 @@ def _run(name):
 def test_rehearsal_ran_the_real_path(name):
     "After `make rehearsal`: every stage finished; every training ran in 2 accelerate processes at the file's effective batch, its checkpoints gone; vLLM generated."
     d, m = _run(name)
-    from orion_nb.report import pipeline_notebooks, stage_name
+    from orion_nb.runner import pipeline_notebooks, stage_name
     assert {k: s['status'] for k, s in m['stages'].items()} == {stage_name(nb): 'done' for nb in pipeline_notebooks(ROOT/'nbs'/'pipeline')}
     sums = [json.loads(p.read_text()) for p in d.rglob('sft_summary.json')]
     assert sums and all(s['batch'] == dict(effective=4, per_device=1, grad_accum=2, processes=2) for s in sums)

@@ -3,7 +3,8 @@ import json, re, subprocess, sys, textwrap
 from pathlib import Path
 import nbformat, pytest
 from orion_nb.core import process_alive
-from orion_nb.report import run_pipeline, main
+from orion_nb.cli import main
+from orion_nb.runner import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent/'shared'/'data'
@@ -91,7 +92,7 @@ def test_failing_stage_is_short_and_marked(tmp_path, pipe, capsys):
 
 def orion_cli(*args, **kw):
     "`orion` as a user runs it: a process of its own."
-    return subprocess.Popen([sys.executable, '-c', 'import sys; from orion_nb.report import main; sys.exit(main())', *args],
+    return subprocess.Popen([sys.executable, '-c', 'import sys; from orion_nb.cli import main; sys.exit(main())', *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 def test_clean_run_prints_no_kernel_errors(tmp_path, pipe):
@@ -214,7 +215,7 @@ def test_interrupted_run_says_one_line(tmp_path):
     "An interrupt that leaves papermill's cell task unretrieved (as a kill during 03_exposure did: 150-270 lines of asyncio) prints one line."
     code = textwrap.dedent('''
         import asyncio, sys
-        import orion_nb.report as R
+        import orion_nb.cli as R
         def interrupted(*a, **kw):
             async def cell(): raise RuntimeError('CellExecutionError: the cell was interrupted')
             loop = asyncio.new_event_loop(); t = loop.create_task(cell()); loop.run_until_complete(asyncio.sleep(0.01))
