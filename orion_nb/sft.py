@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Sequence
 from fastcore.basics import patch
 from .core import DataError, atomic_write_text, read_jsonl, stable_hash
+from .launch import DDP_BACKENDS, LAUNCHERS, ONE_PROCESS, launch_command, processes, run_forked, stop_forkserver
+_all_ = ['DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']   # the parameters' choices and the stages read these through `sft`
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'LAUNCHERS', 'ONE_PROCESS', 'OVERLENGTH', 'DDP_BACKENDS', 'LAUNCH_PARAMS',
-           'VANISHED', 'CRASHED', 'FORKSERVER_PRELOAD', 'SFTParams', 'precision_flags', 'checkpointing_flag',
-           'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
-           'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id',
-           'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'processes', 'launch_command', 'sft_key',
-           'from_stage', 'placement', 'stop_forkserver', 'train', 'train_examples']
+__all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'OVERLENGTH', 'LAUNCH_PARAMS', 'SFTParams', 'precision_flags',
+           'checkpointing_flag', 'check_example', 'load_examples', 'example_length', 'audit_lengths',
+           'apply_length_policy', 'StepLog', 'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer',
+           'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'sft_key', 'from_stage',
+           'placement', 'train', 'train_examples', 'DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -123,6 +124,8 @@ def audit_lengths(tokenizer, examples: list[dict], max_length: int) -> dict:
                 over=over, max_length=max_length)
 
 # %% ../nbs/20_sft.ipynb #e9d2c0b5
+OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
+
 def apply_length_policy(examples, audit: dict, on_overlength: str) -> list[dict]:
     "Stop on over-long examples ('error') or leave them out ('drop'); never truncate."
     if not audit['over']: return examples
@@ -348,29 +351,6 @@ def main(argv=None):
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(s))
     return 0
 
-# %% ../nbs/20_sft.ipynb #262aca8b
-LAUNCHERS = ('python', 'forkserver', 'torchrun', 'accelerate')
-ONE_PROCESS = ('python', 'forkserver')                # launchers of one training process
-OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
-DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
-
-def processes(nproc: int | str, gpus: int | None = None) -> int:
-    "Processes of a multi-process training: `nproc`, or for 'auto' the GPUs visible (`gpus`, counted when None), at least one."
-    if nproc != 'auto': return int(nproc)
-    if gpus is None:
-        import torch
-        gpus = torch.cuda.device_count()
-    return max(1, gpus)
-
-def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
-    "The command running `orion-sft config` under `launcher`: 'python' is one process of its own, never the caller's (a notebook's kernel)."
-    import sys
-    if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
-    bin_ = Path(sys.executable).parent
-    head = ([] if launcher in ONE_PROCESS else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
-            [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []) + ['--num_processes', str(nproc)])
-    return head + [str(bin_/'orion-sft'), str(config)]
-
 # %% ../nbs/20_sft.ipynb #612c3f00
 def sft_key(model_path, train_path, params: dict, launch: dict | None = None) -> dict:
     "What a trained model is made from: starting weights, training data, SFT parameters, launch, and this module's code."
@@ -450,40 +430,6 @@ def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
     atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
     return cfg
 
-# %% ../nbs/20_sft.ipynb #a61e84f6
-def stop_forkserver() -> None:
-    "Stop this process's fork server and wait for it: the CPU time of the trainings it forked then counts as this process's children's."
-    from multiprocessing import forkserver
-    forkserver._forkserver._stop()   # what Python's own tests call; a no-op when none runs
-
-VANISHED = 255   # what multiprocessing reports for a forked process whose fork server died (its exit code never came)
-CRASHED = (-11, -7)   # SIGSEGV, SIGBUS: a forked training that crashed is run once more (seen once in ~100 forked trainings on CPU)
-FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
-
-def _forked_main(config: str, env: dict) -> None:
-    "The forked training process: its environment and threads, then `orion-sft config`."
-    os.environ.update(env)
-    if 'OMP_NUM_THREADS' in env:
-        import torch; torch.set_num_threads(int(env['OMP_NUM_THREADS']))
-    raise SystemExit(main([config]))
-
-
-# %% ../nbs/20_sft.ipynb #forked02
-def _run_forked(config, env: dict) -> None:
-    "`orion-sft config` in a process forked from this process's fork server (started at the first call, libraries imported); run again once, in a fresh server, when the server vanished under it."
-    import atexit, multiprocessing as mp, subprocess, sys, time
-    from orion_nb.core import process_alive
-    ctx = mp.get_context('forkserver'); ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
-    atexit.unregister(stop_forkserver); atexit.register(stop_forkserver)   # once
-    for retry in (False, True):
-        p = ctx.Process(target=_forked_main, args=(str(config), env)); p.start(); p.join()
-        if p.exitcode not in (VANISHED, *CRASHED) or retry: break
-        t0 = time.time()       # the server is gone: its training ends with it (`die_with_parent`) before another starts in its folder
-        while process_alive(p.pid) and time.time() - t0 < 30: time.sleep(0.1)
-        why = 'the fork server vanished' if p.exitcode == VANISHED else f'the training died with signal {-p.exitcode}'
-        print(f'orion-sft: {why} during {config}; training it again (it resumes from its folder)', file=sys.stderr)
-    if p.exitcode: raise subprocess.CalledProcessError(p.exitcode, ['forkserver', 'orion-sft', str(config)])
-
 # %% ../nbs/20_sft.ipynb #24c06fbe
 def train(model_path,                    # starting model: a local folder or a Hub id
           train_path,                    # JSONL file of prompt–completion examples
@@ -506,7 +452,7 @@ def train(model_path,                    # starting model: a local folder or a H
     if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
     if (done := _copy_same(out_dir, ingredients, reuse)) is not None: return done
     cfg, env = _write_config(out_dir, model_path, train_path, params), {**(thread_env(threads) if threads else {}), **(env or {})}
-    if launcher == 'forkserver': _run_forked(cfg, env)
+    if launcher == 'forkserver': run_forked(cfg, env, main)
     else: subprocess.run(launch_command(launcher, cfg, nproc, accelerate_config), check=True, env={**os.environ, **env})
     return _summary_of(out_dir, False)
 

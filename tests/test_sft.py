@@ -167,7 +167,7 @@ def test_forkserver_launcher_trains_as_python_does(base, tmp_path):
     with pytest.raises(subprocess.CalledProcessError, match='orion-sft'):   # a failed training fails the call
         train(path, data, tmp_path/'bad', {**p, 'max_length': 8}, launcher='forkserver', threads=1)
     import resource
-    from orion_nb.sft import stop_forkserver
+    from orion_nb.launch import stop_forkserver
     cpu = lambda: resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     before = cpu(); stop_forkserver(); stop_forkserver()
     assert cpu() - before > 1   # the server and its trainings, waited for: their CPU time is this process's children's
@@ -241,7 +241,8 @@ def test_forkserver_that_vanishes_mid_training_is_replaced(base, tmp_path):
     "The fork server killed while its training runs (its child ends with it): the training runs again once, in a fresh server."
     import signal, threading, time
     from multiprocessing import forkserver
-    from orion_nb.sft import train, stop_forkserver
+    from orion_nb.sft import train
+    from orion_nb.launch import stop_forkserver
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
     p = dict(epochs=3, batch_size=2, lr=1e-2, max_length=128)
@@ -262,7 +263,8 @@ def test_forked_training_that_crashes_is_run_again(base, tmp_path):
     "A forked training that dies by SIGSEGV (seen once in a cold tiny run) runs again once and finishes; its log whole."
     import signal, threading, time
     from multiprocessing import forkserver
-    from orion_nb.sft import train, stop_forkserver
+    from orion_nb.sft import train
+    from orion_nb.launch import stop_forkserver
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
     p = dict(epochs=3, batch_size=2, lr=1e-2, max_length=128)
