@@ -13,9 +13,9 @@ from .data import make_record
 
 # %% auto #0
 __all__ = ['NAMES', 'COUNT_ITEMS', 'AMOUNT_ITEMS', 'KINDS', 'LEVEL_RANGES', 'MAX_VALUE', 'SENTENCES', 'START', 'ASK', 'SPLITS',
-           'HELD_OUT', 'DEFAULT_KIND_WEIGHTS', 'fmt_num', 'parse_num', 'check_arithmetic', 'Step', 'Spec', 'equations',
-           'answer_of', 'canonical', 'step_sentences', 'render_question', 'parse_question', 'sample_spec', 'split_of',
-           'short_solution', 'to_record', 'generate', 'TeacherStyle', 'teacher_cot', 'corpus']
+           'HELD_OUT', 'DEFAULT_KIND_WEIGHTS', 'fmt_num', 'parse_num', 'check_arithmetic', 'SpecStep', 'Spec',
+           'equations', 'answer_of', 'canonical', 'step_sentences', 'render_question', 'parse_question', 'sample_spec',
+           'split_of', 'short_solution', 'to_record', 'generate', 'TeacherStyle', 'teacher_cot', 'corpus']
 
 # %% ../nbs/02_world.ipynb #d4f4d9cb
 def fmt_num(x: Fraction | int, kind: str = 'fraction') -> str:
@@ -58,7 +58,7 @@ MAX_VALUE = 99        # no value before the last step exceeds two digits
 
 # %% ../nbs/02_world.ipynb #85f46ac1
 @dataclass
-class Step:
+class SpecStep:
     "One event of a story: an operation `op` with operand `n` (and `k` bags for `bags`)."
     op: str        # add | sub | mul | div | bags | share
     n: int         # the operand (for `bags`: items per bag)
@@ -68,7 +68,7 @@ class Step:
 class Spec:
     "A problem: its arithmetic skeleton (start, steps, answer kind) and its surface (names, item)."
     start: int                               # the stock at the start
-    steps: list[Step]                        # the events, in order
+    steps: list[SpecStep]                    # the events, in order
     kind: str = 'integer'                    # answer kind: integer | fraction | decimal
     name: str = 'Mia'                        # the person
     friend: str = 'Leo'                      # the other person some sentences mention
@@ -76,7 +76,7 @@ class Spec:
     wording: list[int] = field(default_factory=list)   # which sentence variant each step uses
 
 # %% ../nbs/02_world.ipynb #2fd62a06
-def _eqs_of(a: Fraction, s: Step) -> list[tuple[Fraction, str, Fraction, Fraction]]:
+def _eqs_of(a: Fraction, s: SpecStep) -> list[tuple[Fraction, str, Fraction, Fraction]]:
     "The equations `(a, op, b, c)` that step `s` takes the value `a` through."
     if s.op == 'add': return [(a, '+', s.n, a + s.n)]
     if s.op == 'sub': return [(a, '-', s.n, a - s.n)]
@@ -146,7 +146,7 @@ def _parse_step(spec: Spec, sentence: str):
     for op, w, rx in _STEP_RES:
         m = rx.match(sentence.strip())
         if m and m['P'] == spec.name and m['item'] == spec.item:
-            spec.steps.append(Step(op, int(m['n']), int(m['k']) if 'k' in rx.groupindex else 0))
+            spec.steps.append(SpecStep(op, int(m['n']), int(m['k']) if 'k' in rx.groupindex else 0))
             spec.wording.append(w)
             if 'F' in rx.groupindex: spec.friend = m['F']
             return
@@ -168,30 +168,30 @@ def parse_question(question: str) -> Spec:
 # %% ../nbs/02_world.ipynb #d60f5046
 def _divisors(a: int, lo=2, hi=9): return [d for d in range(lo, hi + 1) if a % d == 0 and a // d >= 1]
 
-def _sample_step(rng: random.Random, a: int, budget: int, nmax: int, vmax: int) -> Step | None:
+def _sample_step(rng: random.Random, a: int, budget: int, nmax: int, vmax: int) -> SpecStep | None:
     "A random step valid from value `a` that uses at most `budget` equations, or None if none fits."
     ops = ['add', 'sub', 'mul', 'div'] + (['bags'] if budget >= 2 else [])
     rng.shuffle(ops)
     for op in ops:
-        if op == 'add' and a + 1 <= vmax: return Step('add', rng.randint(1, min(nmax, vmax - a)))
-        if op == 'sub' and a > 1: return Step('sub', rng.randint(1, min(nmax, a - 1)))
-        if op == 'mul' and a * 2 <= vmax: return Step('mul', rng.randint(2, min(5, vmax // a)))
-        if op == 'div' and _divisors(a): return Step('div', rng.choice(_divisors(a)))
+        if op == 'add' and a + 1 <= vmax: return SpecStep('add', rng.randint(1, min(nmax, vmax - a)))
+        if op == 'sub' and a > 1: return SpecStep('sub', rng.randint(1, min(nmax, a - 1)))
+        if op == 'mul' and a * 2 <= vmax: return SpecStep('mul', rng.randint(2, min(5, vmax // a)))
+        if op == 'div' and _divisors(a): return SpecStep('div', rng.choice(_divisors(a)))
         if op == 'bags':
             k, n = rng.randint(2, 5), rng.randint(2, min(nmax, 12))
-            if a + k * n <= vmax: return Step('bags', n, k)
+            if a + k * n <= vmax: return SpecStep('bags', n, k)
     return None
 
 # %% ../nbs/02_world.ipynb #61c0a296
-def _final_share(rng: random.Random, a: int, kind: str) -> Step | None:
+def _final_share(rng: random.Random, a: int, kind: str) -> SpecStep | None:
     "A last `share` step from `a` whose result has the answer kind `kind`, or None."
     if kind == 'integer': ks = _divisors(a)
     elif kind == 'fraction': ks = [k for k in range(2, 10) if a % k]
     else: ks = [k for k in (2, 4, 5, 8, 10) if a % k]
-    return Step('share', rng.choice(ks)) if ks else None
+    return SpecStep('share', rng.choice(ks)) if ks else None
 
 # %% ../nbs/02_world.ipynb #cb74cc6b
-def _sample_steps(rng: random.Random, start: int, level: int, kind: str, nmax: int, vmax: int) -> list[Step] | None:
+def _sample_steps(rng: random.Random, start: int, level: int, kind: str, nmax: int, vmax: int) -> list[SpecStep] | None:
     "One try at `level` equations' worth of steps from `start` (a final share when `kind` needs one); None if stuck."
     a, steps, budget = start, [], level
     reserve = 1 if kind != 'integer' or rng.random() < 0.25 else 0   # equations kept for a final share
@@ -205,7 +205,7 @@ def _sample_steps(rng: random.Random, start: int, level: int, kind: str, nmax: i
     return None if s is None else steps + [s]
 
 # %% ../nbs/02_world.ipynb #9be6ed23
-def _dress(rng: random.Random, start: int, steps: list[Step], kind: str) -> Spec:
+def _dress(rng: random.Random, start: int, steps: list[SpecStep], kind: str) -> Spec:
     "The problem with this arithmetic, told about random people and items in random wordings."
     spec = Spec(start, steps, kind)
     spec.name, spec.friend = rng.sample(NAMES, 2)
@@ -361,7 +361,7 @@ def _adding(x, times: int, f=str) -> str:
     return ', '.join(parts)
 
 # %% ../nbs/02_world.ipynb #55039805
-def _wrong_try(s: Step, a: Fraction, f, P: str, bags: str) -> str | None:
+def _wrong_try(s: SpecStep, a: Fraction, f, P: str, bags: str) -> str | None:
     "Step `s` from `a` with a wrong operation, computed and caught by 'Wait'; None when its result would be absurd."
     wo, why = _WRONG[s.op]
     wa, wb = (Fraction(s.k), s.n) if s.op == 'bags' else (a, s.n)
@@ -371,7 +371,7 @@ def _wrong_try(s: Step, a: Fraction, f, P: str, bags: str) -> str | None:
     return None
 
 # %% ../nbs/02_world.ipynb #39505ba0
-def _bags_work(rng: random.Random, st: TeacherStyle, s: Step, bags: str, item: str) -> list[str]:
+def _bags_work(rng: random.Random, st: TeacherStyle, s: SpecStep, bags: str, item: str) -> list[str]:
     "The sentences that count `s.k` bags of `s.n`, perhaps redone by repeated addition."
     out = [f'{s.k} {bags} of {s.n} is {s.k} * {s.n} = {s.k * s.n} {item}.']
     if rng.random() < st.alt_p and s.k <= 4: out.append('Another way to see it: ' + _adding(s.n, s.k) + '. Same.')
@@ -387,7 +387,7 @@ def _work(rng: random.Random, st: TeacherStyle, eq: tuple, op: str, f) -> list[s
     return out
 
 # %% ../nbs/02_world.ipynb #2e1d7947
-def _step_para(rng: random.Random, st: TeacherStyle, spec: Spec, s: Step, sent: str, lead: str, bags: str,
+def _step_para(rng: random.Random, st: TeacherStyle, spec: Spec, s: SpecStep, sent: str, lead: str, bags: str,
                a: Fraction, f, may_slip: bool) -> tuple[str, tuple, bool]:
     "The paragraph working step `s` (sentence `sent`) from `a`, the equation `(a, op, b, c)` it wrote, whether it slipped."
     para = [f'{lead}: "{sent}"' if st.restate else f'{lead}, {sent[0].lower()}{sent[1:]}']
