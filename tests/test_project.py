@@ -254,3 +254,8 @@ def test_exported_cells_stay_small(capsys):
     med, p90 = statistics.median(sizes), sizes[int(0.9 * (len(sizes) - 1))]
     with capsys.disabled(): print(f'\nexported cells: {len(sizes)}, lines of code median {med}, p90 {p90}, largest {sizes[-5:]}')
     assert med <= 10 and p90 <= 18, f'median {med} (at most 10), p90 {p90} (at most 18): split the largest cells'
+
+def test_modules_stay_under_500_lines():
+    "No module of orion_nb (the generated `_modidx.py` aside) is over 500 lines: a longer one is cut along its seams into notebooks of its own."
+    long = {p.name: n for p in sorted((ROOT/'orion_nb').glob('*.py')) if p.name != '_modidx.py' and (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f'modules over 500 lines: {long}'
