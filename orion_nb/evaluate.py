@@ -144,7 +144,9 @@ def model_job(run,                # the run (`core.RunDir`)
                                       run.file('evaluate', 'outputs', model=tag, set=name)) for name, probs in sets.items()}, **kw)
 
 # %% ../nbs/30_evaluate.ipynb #ba5b04bc
-def result_rows(m: dict, per_set: Sequence[dict]) -> list[dict]:
+def result_rows(m: dict,                  # the model: `recipe`, `seed`
+                per_set: Sequence[dict],  # `evaluate_model`'s output: per set its name, n, budget, score, skipped
+               ) -> list[dict]:
     "Stage 07's result rows of model `m` from `evaluate_model`'s output: its scores at each set's n, with the accuracy's interval."
     rows = []
     for x in per_set:

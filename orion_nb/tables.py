@@ -21,7 +21,8 @@ __all__ = ['MEASURES', 'pct', 'accuracy_frame', 'verdict_frame', 'ablation_frame
            'claims_json', 'summary_json']
 
 # %% ../nbs/43_tables.ipynb #49a88aeb
-def pct(v: Sequence[float]) -> str:
+def pct(v: Sequence[float],  # values in [0, 1], e.g. one per seed
+       ) -> str:
     "The mean of `v` in %, one decimal."
     return f'{100 * sum(v) / len(v):.1f}'
 
@@ -39,19 +40,23 @@ def accuracy_frame(table: dict,   # `analysis.accuracy_table`: set -> recipe -> 
     return marked
 
 # %% ../nbs/43_tables.ipynb #dc1131ab
-def verdict_frame(claims: dict) -> pd.DataFrame:
+def verdict_frame(claims: dict,  # `analysis.claim_check`: set -> the claim's verdict
+                 ) -> pd.DataFrame:
     "Per set (`analysis.claim_check`): the closest baseline, the gap in points, whether the claim is reproduced, whether the intervals separate."
     return pd.DataFrame({s: dict(closest_baseline=c['closest'], gap_points=round(100 * c['gap'], 1),
                                  reproduced=c['reproduced'], intervals_separate=c['ci_separated']) for s, c in claims.items()}).T
 
 # %% ../nbs/43_tables.ipynb #c1695f41
-def ablation_frame(table: dict, method: str) -> pd.DataFrame:
+def ablation_frame(table: dict,  # `analysis.accuracy_table`
+                   method: str,  # the method's recipe (ORION)
+                  ) -> pd.DataFrame:
     "Per set: `method` minus each ablation of the recipe registry, in points."
     return pd.DataFrame({s: {a: round(100 * (rs[method][0] - rs[a][0]), 1) for a in recipes_with('ablation') if a in rs}
                          for s, rs in table.items() if method in rs}).T
 
 # %% ../nbs/43_tables.ipynb #2e5163ec
-def cut_off_frame(results: Sequence[dict]) -> pd.DataFrame:
+def cut_off_frame(results: Sequence[dict],  # stage 07's result rows (`evaluate.result_rows`)
+                 ) -> pd.DataFrame:
     "Recipes x sets: the share of answers cut off at the token budget, in % (mean over seeds)."
     cuts = {}
     for x in results:
@@ -59,7 +64,8 @@ def cut_off_frame(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame({s: {r: pct(v) for r, v in rs.items()} for s, rs in cuts.items()})
 
 # %% ../nbs/43_tables.ipynb #850a6594
-def level_frames(results: Sequence[dict]) -> dict:
+def level_frames(results: Sequence[dict],  # stage 07's result rows, with `by_level`
+                ) -> dict:
     "Per set with levels: recipes x levels, accuracy in % (mean over seeds)."
     lv = {}
     for x in results:
@@ -67,7 +73,9 @@ def level_frames(results: Sequence[dict]) -> dict:
     return {s: pd.DataFrame({r: {f'level {l}': pct(v) for l, v in sorted(ls.items())} for r, ls in rs.items()}).T for s, rs in lv.items()}
 
 # %% ../nbs/43_tables.ipynb #70bb188a
-def target_origins(run: RunDir, names: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+def target_origins(run: RunDir,              # the run (`core.RunDir`)
+                   names: Sequence[str],     # reflection runs: the students and 'no_error'
+                  ) -> tuple[pd.DataFrame, dict]:
     "Per reflection run: where its training targets come from (refined, student, teacher, dropped), and the filter's acceptance."
     origin, acceptance = {}, {}
     for name in names:
@@ -78,18 +86,21 @@ def target_origins(run: RunDir, names: Sequence[str]) -> tuple[pd.DataFrame, dic
     return pd.DataFrame(origin).T.fillna(0).astype(int), acceptance
 
 # %% ../nbs/43_tables.ipynb #efe137a5
-def gates_frame(info: dict) -> pd.DataFrame:
+def gates_frame(info: dict,  # the student stage's info: `gates` (name -> value) and `gates_failed`
+               ) -> pd.DataFrame:
     "The student's capability gates (its `student.json` info): value, the threshold it passes at, whether it passed."
     return pd.DataFrame({k: dict(value=v, passes_at=str(GATES[k]), passed=k not in (info.get('gates_failed') or []))
                          for k, v in (info.get('gates') or {}).items()}).T
 
 # %% ../nbs/43_tables.ipynb #b1b700c0
-def read_headroom(run: RunDir) -> dict:
+def read_headroom(run: RunDir,  # the run (`core.RunDir`)
+                 ) -> dict:
     "The headroom gate's verdict (stage 01b), or `policy: off` where the stage wrote none."
     return run.read_json('headroom', 'verdict') if run.file('headroom', 'verdict').is_file() else dict(policy='off')
 
 # %% ../nbs/43_tables.ipynb #dd5927c4
-def headroom_html(head: dict) -> str:
+def headroom_html(head: dict,  # `read_headroom`: the verdict, with its `policy`
+                 ) -> str:
     "The summary page's headroom section: the gate's verdict in one paragraph."
     pc = lambda v: '-' if v is None else f'{100 * v:.1f}'
     line = ('<p>off (not measured)</p>' if head['policy'] == 'off' else
@@ -99,7 +110,11 @@ def headroom_html(head: dict) -> str:
     return '<h3>Headroom gate: can fine-tuning on correct solutions help this student here?</h3>' + line
 
 # %% ../nbs/43_tables.ipynb #6e1408fd
-def compute_frame(run: RunDir, models: Sequence[dict], table: dict, tok) -> pd.DataFrame:
+def compute_frame(run: RunDir,             # the run (`core.RunDir`)
+                  models: Sequence[dict],   # the trained models: `recipe`, `seed` (stage 06's index)
+                  table: dict,              # `analysis.accuracy_table`
+                  tok,                      # the student's tokenizer
+                 ) -> pd.DataFrame:
     "What each recipe's training saw (its first training seed, `analysis.training_compute`), next to its accuracy (%) on each set."
     compute = {}
     for m in models:
@@ -109,7 +124,9 @@ def compute_frame(run: RunDir, models: Sequence[dict], table: dict, tok) -> pd.D
     return pd.DataFrame(compute).T.join(pd.DataFrame({f'accuracy % {s}': {r: round(100 * v[0], 1) for r, v in rs.items()} for s, rs in table.items()}))
 
 # %% ../nbs/43_tables.ipynb #55d73942
-def accuracy_figure(table: dict, recipes: Sequence[str]):
+def accuracy_figure(table: dict,             # `analysis.accuracy_table`
+                    recipes: Sequence[str],  # the recipes in the order shown
+                   ):
     "Bars of each recipe's accuracy (%) per set with the seeds' 95 % intervals: the base student first, then `recipes` in order."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -123,13 +140,17 @@ def accuracy_figure(table: dict, recipes: Sequence[str]):
     return fig
 
 # %% ../nbs/43_tables.ipynb #d3b797f6
-def claim_lines(claims: dict, margin: float) -> str:
+def claim_lines(claims: dict,   # `analysis.claim_check`
+                margin: float,  # the claim's margin (0.02: 2 points)
+               ) -> str:
     "The claim per set as HTML list items: reproduced or not, the gap to the closest baseline, whether the intervals separate."
     return ''.join(f"<li>{s}: ORION {'is' if c['reproduced'] else 'is not'} ahead of every baseline by more than {100 * margin:.0f} points "
                    f"(gap to {c['closest']}: {100 * c['gap']:+.1f} points; intervals {'separate' if c['ci_separated'] else 'overlap or n/a'})</li>" for s, c in claims.items())
 
 # %% ../nbs/43_tables.ipynb #2dd80646
-def origin_line(origin: pd.DataFrame, first: str) -> str:
+def origin_line(origin: pd.DataFrame,  # `target_origins`' table
+                first: str,            # the student ORION's set is from
+               ) -> str:
     "One paragraph: where the `first` student's training targets come from ('' when it has no row)."
     o = origin.loc[first] if first in origin.index else None
     return ('' if o is None else f"<p>ORION's training targets ({first} student, {o.sum()} questions): {o['refined']} "
@@ -162,14 +183,17 @@ def accuracy_html(acc: pd.DataFrame,       # `accuracy_frame`
             + f"<h3>What each recipe's training saw, next to its accuracy</h3>{compute.to_html()}")
 
 # %% ../nbs/43_tables.ipynb #35a86f01
-def training_logs(run: RunDir, models: Sequence[dict]) -> dict:
+def training_logs(run: RunDir,            # the run (`core.RunDir`)
+                  models: Sequence[dict],  # the trained models: `recipe`, `seed`
+                 ) -> dict:
     "Per recipe, each training seed's step log (`trainer_log.jsonl`), in the models' order."
     logs = {}
     for m in models: logs.setdefault(m['recipe'], []).append([r for _, r in read_jsonl(run.file('train', 'log', recipe=m['recipe'], seed=m['seed']))])
     return logs
 
 # %% ../nbs/43_tables.ipynb #16baa800
-def stability_frame(logs: dict) -> pd.DataFrame:
+def stability_frame(logs: dict,  # `training_logs`: recipe -> each seed's step log
+                   ) -> pd.DataFrame:
     "Per recipe over its seeds (`analysis.stability`): final loss (mean) and its spread, spikes, roughness, the largest gradient norm."
     st = {r: [stability(l) for l in ls] for r, ls in logs.items()}   # once per training run
     mean = lambda xs: sum(xs) / len(xs)
@@ -181,7 +205,8 @@ def stability_frame(logs: dict) -> pd.DataFrame:
     return stab
 
 # %% ../nbs/43_tables.ipynb #09ca64f5
-def stability_figure(logs: dict):
+def stability_figure(logs: dict,  # `training_logs`
+                    ):
     "The loss (log scale) and gradient-norm curves of every training run, side by side."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(11, 4))
@@ -189,7 +214,8 @@ def stability_figure(logs: dict):
     return fig
 
 # %% ../nbs/43_tables.ipynb #878a86cc
-def stability_html(stab: pd.DataFrame) -> str:
+def stability_html(stab: pd.DataFrame,  # `stability_frame`
+                  ) -> str:
     "The summary page's stability part: the table and the figure."
     return (f"<h3>Training stability</h3><p>Saw-tooth loss within an epoch comes from length-grouped batches.</p>"
             f"{stab.to_html(float_format='%.4f')}<img src='stability.png'>")
@@ -198,7 +224,11 @@ def stability_html(stab: pd.DataFrame) -> str:
 MEASURES = {'tokens': 'mean answer length in tokens', 'repetition': 'repeated 4-grams, share',
             'steps_hold': 'arithmetic and equation steps that hold, share', 'reflection_per_1k': 'reflection markers per 1,000 words'}
 
-def target_frame(run: RunDir, recipes: Sequence[str], tok, nll_examples: int = 64) -> pd.DataFrame:
+def target_frame(run: RunDir,             # the run (`core.RunDir`)
+                 recipes: Sequence[str],  # the recipes whose training targets are scored
+                 tok,                     # the student's tokenizer
+                 nll_examples: int = 64,  # targets per recipe scored for the student's NLL
+                ) -> pd.DataFrame:
     "Per recipe: the coherence of its training targets and the base student's NLL per token of its first `nll_examples` (on a GPU in bf16)."
     import torch
     from orion_nb.models import load_model
@@ -212,7 +242,10 @@ def target_frame(run: RunDir, recipes: Sequence[str], tok, nll_examples: int = 6
     return pd.DataFrame(rows).T.astype({'n': int, 'steps_checked': int})
 
 # %% ../nbs/43_tables.ipynb #641c822c
-def answer_frames(run: RunDir, results: Sequence[dict], tok) -> tuple[dict, dict]:
+def answer_frames(run: RunDir,              # the run (`core.RunDir`)
+                  results: Sequence[dict],   # stage 07's result rows
+                  tok,                       # the student's tokenizer (answer lengths in tokens)
+                 ) -> tuple[dict, dict]:
     "Per measure of `MEASURES`: sets x recipes of each model's answers (its first training seed); and those answers by (recipe, set)."
     coh, first_outs, first_seed = {}, {}, {}
     for x in results: first_seed[x['recipe']] = min(x['seed'], first_seed.get(x['recipe'], x['seed']))
@@ -225,15 +258,24 @@ def answer_frames(run: RunDir, results: Sequence[dict], tok) -> tuple[dict, dict
             for m in MEASURES}, first_outs
 
 # %% ../nbs/43_tables.ipynb #7a6e8b91
-def coherence_html(targets: pd.DataFrame, answers: dict) -> str:
+def coherence_html(targets: pd.DataFrame,  # `target_frame`
+                   answers: dict,          # `answer_frames`' tables
+                  ) -> str:
     "The summary page's coherence part: the training targets' table, then one table per measure of the models' answers."
     return (f"<h3>Training targets: coherence and tailoredness</h3>{targets.to_html(float_format='%.3f')}"
             + ''.join(f"<h3>Model answers (first training seed): {d}</h3>{answers[m].to_html(float_format='%.3f')}" for m, d in MEASURES.items()))
 
 # %% ../nbs/43_tables.ipynb #28213349
-def judge_section(run: RunDir, first_outs: dict,   # `answer_frames`' answers by (recipe, set)
-                  judge: str = 'none', model: str = '', base_url: str = '', api_key_env: str = 'OPENAI_API_KEY',
-                  n: int = 20, max_new_tokens: int = 512, prompt: str = '') -> tuple:
+def judge_section(run: RunDir,                        # the run (`core.RunDir`): its evaluation sets' questions
+                  first_outs: dict,                   # `answer_frames`' answers by (recipe, set)
+                  judge: str = 'none',                # 'none' (off) or the judge's backend: 'openai', 'vllm', 'transformers'
+                  model: str = '',                    # the judge model
+                  base_url: str = '',                 # 'openai': the server's base URL
+                  api_key_env: str = 'OPENAI_API_KEY',  # 'openai': the variable holding the key
+                  n: int = 20,                        # answers judged per model and set
+                  max_new_tokens: int = 512,          # the judge's longest reply
+                  prompt: str = '',                   # the judge's prompt ({question}, {solution})
+                 ) -> tuple:
     "An LLM judge's coherence scores (`analysis.judge_table`) of each model's first `n` answers per set: (table, HTML, summary entry); (None, '', None) when off."
     if judge == 'none': return None, '', None
     from orion_nb.backends import make_generator
@@ -246,7 +288,11 @@ def judge_section(run: RunDir, first_outs: dict,   # `answer_frames`' answers by
     return judge_result(jt, model, n, prompt)
 
 # %% ../nbs/43_tables.ipynb #ec5204c8
-def judge_result(jt: dict, model: str, n: int, prompt: str) -> tuple:
+def judge_result(jt: dict,      # `analysis.judge_table`: (recipe, set) -> mean score, judged, unparsed
+                 model: str,    # the judge model
+                 n: int,        # answers judged per model and set
+                 prompt: str,   # the judge's prompt
+                ) -> tuple:
     "From `analysis.judge_table`'s output: recipes x sets of mean scores, its HTML, and the summary's `judge` entry."
     judged = pd.DataFrame({s: {r: round(v['judge_mean'], 2) for (r, s2), v in jt.items() if s2 == s} for s in dict.fromkeys(s for _, s in jt)})
     unparsed = sum(v['unparsed'] for v in jt.values())
@@ -256,14 +302,28 @@ def judge_result(jt: dict, model: str, n: int, prompt: str) -> tuple:
     return judged, html, dict(model=model, n=n, prompt=prompt, scores=judged.to_dict(), unparsed=unparsed)
 
 # %% ../nbs/43_tables.ipynb #68811686
-def claims_json(claims: dict, table: dict) -> dict:
+def claims_json(claims: dict,  # `analysis.claim_check`
+                table: dict,   # `analysis.accuracy_table`
+               ) -> dict:
     "`claims.json`: the claim per set and the accuracy table."
     return dict(claims=claims, table={s: {r: list(v) for r, v in rs.items()} for s, rs in table.items()})
 
 # %% ../nbs/43_tables.ipynb #beab1183
-def summary_json(table: dict, metric: str, claims: dict, claim_margin: float, ablations: pd.DataFrame, info: dict, head: dict,
-                 acceptance: dict, origin: pd.DataFrame, compute: pd.DataFrame, stab: pd.DataFrame, targets: pd.DataFrame,
-                 answers: dict, judge: dict | None = None) -> dict:
+def summary_json(table: dict,              # `analysis.accuracy_table`
+                 metric: str,              # the accuracy's name in the result rows
+                 claims: dict,             # `analysis.claim_check`
+                 claim_margin: float,      # the claim's margin
+                 ablations: pd.DataFrame,  # `ablation_frame`
+                 info: dict,               # the student's info (its gates)
+                 head: dict,               # `read_headroom`
+                 acceptance: dict,         # `target_origins`' acceptance
+                 origin: pd.DataFrame,     # `target_origins`' table
+                 compute: pd.DataFrame,    # `compute_frame`
+                 stab: pd.DataFrame,       # `stability_frame`
+                 targets: pd.DataFrame,    # `target_frame`
+                 answers: dict,            # `answer_frames`' tables
+                 judge: dict | None = None,  # `judge_section`'s entry (None: no judge)
+                ) -> dict:
     "`summary.json`: every table of the summary stage as plain values (the intervals' NaN half-widths as None)."
     return dict(
         accuracy={s: {r: dict(mean=m, ci95_half_width=None if math.isnan(h) else h, seeds=k) for r, (m, h, k) in rs.items()} for s, rs in table.items()},
