@@ -412,3 +412,13 @@ def update_manifest(self: RunDir, **kw) -> dict:
     m = self.manifest(); m.update(kw)
     atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True, default=str) + '\n')
     return m
+
+# %% ../nbs/00_core.ipynb #cf54205a
+@patch
+def write_page(self: RunDir,
+               stage: str,       # the stage whose page (its fragment of the report's index page) this is
+               body: str = '',   # the page's HTML after its heading
+               title: str = '',  # the heading, written `<h3>title</h3>` ('' : none)
+              ) -> Path:
+    "Write a stage's page: its heading and `body`, the fragment the report puts on the index page."
+    p = self.file(stage, 'page'); p.write_text((f'<h3>{title}</h3>' if title else '') + body); return p

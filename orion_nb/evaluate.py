@@ -12,7 +12,8 @@ from .generate import SamplingParams, sample_and_grade
 from .models import SOLVE_PROMPT, solve_messages
 
 # %% auto #0
-__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate', 'set_sampling', 'EvalJob', 'evaluate_model']
+__all__ = ['pass_at_k', 'bootstrap_ci', 'score', 'evaluate', 'set_sampling', 'EvalJob', 'evaluate_model', 'model_job',
+           'result_rows', 'evaluate_all']
 
 # %% ../nbs/30_evaluate.ipynb #379fc175
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -124,3 +125,49 @@ def evaluate_model(job: EvalJob) -> list[dict]:
             rows.append(dict(set=name, n=p.n, budget=p.max_new_tokens, score=score(outs, ks=[k for k in job.ks if k <= p.n], n_boot=job.n_boot),
                              skipped=sum(o['finish_reason'] == 'skipped' for o in outs)))
     return rows
+
+# %% ../nbs/30_evaluate.ipynb #0311cb28
+from functools import partial
+from typing import Callable
+from .core import model_tag
+from .jobs import GenPlan, run_generation
+
+def model_job(run,                # the run (`core.RunDir`)
+              m: dict,            # the model: `recipe` ('base': the run's student) and `seed`
+              sets: dict,         # set name -> problem records
+              sampling: Callable, # set name -> its `SamplingParams`
+              **kw) -> EvalJob:   # `EvalJob`'s other fields
+    "The `EvalJob` of model `m` on every set, its generations and outputs stored in the run."
+    tag = model_tag(m['recipe'], m['seed'])
+    path = run.student() if m['recipe'] == 'base' else run.model(m['recipe'], m['seed'])   # generations keyed by the model's weights
+    return EvalJob(str(path), {name: (probs, sampling(name), run.file('evaluate', 'generations', model=tag, set=name),
+                                      run.file('evaluate', 'outputs', model=tag, set=name)) for name, probs in sets.items()}, **kw)
+
+# %% ../nbs/30_evaluate.ipynb #ba5b04bc
+def result_rows(m: dict,                  # the model: `recipe`, `seed`
+                per_set: Sequence[dict],  # `evaluate_model`'s output: per set its name, n, budget, score, skipped
+               ) -> list[dict]:
+    "Stage 07's result rows of model `m` from `evaluate_model`'s output: its scores at each set's n, with the accuracy's interval."
+    rows = []
+    for x in per_set:
+        s, n = x['score'], x['n']
+        rows.append(dict(recipe=m['recipe'], seed=m['seed'], set=x['set'], **{k: v for k, v in s.items() if k != 'by_level'},
+                         accuracy=s[f'avg@{n}'], accuracy_ci=s[f'avg@{n}_ci'], budget=x['budget'],
+                         skipped=x['skipped'],   # prompts that did not fit the engine: graded wrong
+                         by_level={str(k): v[f'avg@{n}'] for k, v in s.get('by_level', {}).items()}))
+    return rows
+
+# %% ../nbs/30_evaluate.ipynb #4f5a8125
+def evaluate_all(run,                   # the run (`core.RunDir`)
+                 models: Sequence[dict], # the models: `recipe` ('base': the run's student) and `seed`
+                 sets: dict,             # set name -> problem records
+                 sampling: Callable,     # set name -> its `SamplingParams`
+                 plan: GenPlan,          # the schedule (`jobs.plan_generation`)
+                 grade_workers: int = 1, # grading processes, shared by the jobs at once
+                 **kw) -> list[dict]:    # `EvalJob`'s other fields: backend, batch_size, engine, template, ks, n_boot
+    "Evaluate every model on every set on the plan's pool, the largest training sets first; `result_rows`, models in order."
+    size = lambda m: 0 if m['recipe'] == 'base' else run.file('recipes', 'examples', recipe=m['recipe']).stat().st_size
+    order = sorted(range(len(models)), key=lambda i: -size(models[i]))   # long-CoT models (long answers) first: less idle tail
+    make = lambda m: [model_job(run, m, sets, sampling, grade_workers=plan.grade_workers(grade_workers), **kw)]
+    done = run_generation(plan, {i: partial(make, models[i]) for i in order}, evaluate_model)
+    return [row for i, m in enumerate(models) for row in result_rows(m, done[i][0])]

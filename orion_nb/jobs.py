@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 # %% auto #0
 __all__ = ['THREAD_VARS', 'EXECUTORS', 'PROCESS_JOB_EXECUTORS', 'cores', 'plan_pool', 'thread_env', 'use_threads', 'job_threads',
            'shares', 'unshare', 'share_path', 'GenJob', 'shared_generators', 'release_generators', 'run_gen_job',
-           'gen_jobs', 'InlineExecutor', 'job_pool', 'run_jobs', 'place_jobs', 'model_params', 'gpu_env']
+           'gen_jobs', 'InlineExecutor', 'job_pool', 'GenPlan', 'plan_generation', 'run_generation', 'run_jobs',
+           'place_jobs', 'model_params', 'gpu_env']
 
 # %% ../nbs/16_jobs.ipynb #e8e9df19
 def cores() -> int:
@@ -152,6 +153,39 @@ def job_pool(workers: int, threads: int = 1, executor: str = 'process') -> Execu
     if executor != 'process': raise ValueError(f"executor must be 'process' or 'inline', not {executor!r}")
     import multiprocessing as mp
     return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context('spawn'), initializer=_start_worker, initargs=(threads,))
+
+# %% ../nbs/16_jobs.ipynb #1c2eb10c
+@dataclass(frozen=True)
+class GenPlan:
+    "Where a stage's generation jobs run (`plan_generation`): `workers` spawned processes on CPUs, else one at a time here."
+    on_cpu: bool   # the transformers backend without a GPU: a pool of spawned workers
+    workers: int   # jobs at once (1 off CPUs)
+    threads: int   # CPU threads of each job on CPUs
+    def grade_workers(self, n: int) -> int: return max(1, n // self.workers)   # `n` grading processes shared by the jobs at once
+    def __str__(self): return f'{self.workers} at once, {self.threads if self.on_cpu else "all"} thread(s) each'
+
+# %% ../nbs/16_jobs.ipynb #e192c717
+def plan_generation(backend: str,                 # generation backend: 'transformers' or 'vllm'
+                    workers: int | str = 'auto',  # jobs at once on CPUs: 'auto' (the cores / threads) or a number
+                    threads: int = 1,             # CPU threads of each job
+                    n_jobs: int | None = None,    # how many jobs there are
+                    cuda: bool | None = None,     # a GPU is visible (default: ask torch)
+                   ) -> GenPlan:
+    "On CPUs (transformers, no GPU) a pool of `plan_pool` spawned workers; on a GPU or with vLLM one job at a time in this process."
+    if cuda is None:
+        import torch; cuda = torch.cuda.is_available()
+    on_cpu = backend == 'transformers' and not cuda
+    return GenPlan(on_cpu, plan_pool(workers, threads, n_jobs) if on_cpu else 1, threads)
+
+# %% ../nbs/16_jobs.ipynb #bcaa12a9
+def run_generation(plan: GenPlan,            # the schedule (`plan_generation`)
+                   batches: dict,             # name -> a function returning its jobs, called in turn (it may work first, e.g. train)
+                   fn: Callable = run_gen_job, # runs one job (importable, for spawned workers)
+                  ) -> dict:
+    "`{name: [fn(job) for job in make()]}` on the plan's pool ('process' on CPUs, else 'inline'); each name's jobs submitted before the next `make`."
+    with job_pool(plan.workers, plan.threads, 'process' if plan.on_cpu else 'inline') as pool:
+        futures = {name: [pool.submit(fn, j) for j in make()] for name, make in batches.items()}
+        return {name: [f.result() for f in fs] for name, fs in futures.items()}
 
 # %% ../nbs/16_jobs.ipynb #defc9034
 EXECUTORS = ('thread', 'process', 'ray')

@@ -18,7 +18,7 @@ __all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'OVERLENGTH', 'LAUNCH_PA
            'checkpointing_flag', 'check_example', 'load_examples', 'example_length', 'audit_lengths',
            'apply_length_policy', 'StepLog', 'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer',
            'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'sft_key', 'from_stage',
-           'placement', 'train', 'train_examples', 'DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']
+           'placement', 'train', 'train_examples', 'train_all', 'DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -462,3 +462,39 @@ def train_examples(model_path, examples: list[dict], data_path, out_dir, params:
     from orion_nb.core import write_jsonl
     if not examples: raise ValueError(f'no examples to train {out_dir} on')
     return train(model_path, write_jsonl(data_path, [check_example(e) for e in examples]), out_dir, params, **launch)
+
+# %% ../nbs/20_sft.ipynb #3b0f7aa0
+def _train_row(run, job, params: dict, launch: dict, threads: int, env=None, multi=True) -> dict:
+    "Train one (recipe, seed) of `run` (`train`, `sft_teacher` reused): its row of stage 06's table."
+    recipe, seed = job
+    s = train(run.student(), run.file('recipes', 'examples', recipe=recipe), run.file('train', 'run', recipe=recipe, seed=seed),
+              {**params, 'seed': seed}, **(launch if multi else {**launch, 'launcher': 'python'}), threads=threads, env=env,
+              reuse=[run.file('exposure', 'sft_teacher')])   # sft_teacher is Long-CoT's training at its seed: copied, not trained twice
+    return dict(recipe=recipe, seed=seed, cached=s['cached'], examples=s['n_train'], steps=s['steps'],
+                train_loss=round(s['train_loss'], 4), seconds=s['seconds'])
+
+# %% ../nbs/20_sft.ipynb #09894e71
+def train_all(run,                         # the run (`core.RunDir`): its student, recipes' examples and training folders
+              recipes: Sequence[str],      # the recipes to train
+              seeds: Sequence[int],        # the training seeds of each recipe
+              params: dict,                # SFT parameters (`from_stage`); each training's seed filled in
+              launch: dict,                # the launcher (`from_stage`)
+              threads: int = 1,            # CPU threads of each training (on GPUs: torch's own)
+              workers: int | str = 'auto', # trainings at once on CPUs (`jobs.plan_pool`)
+              executor: str = 'thread',    # the trainings' pool: 'thread' or 'ray'
+              multi_above: float = 3e9,    # several GPUs: a model with more parameters trains alone on all of them
+             ) -> list[dict]:
+    "Train every (recipe, seed) of `run`, scheduled for this machine; one row per training, recipes then seeds in order."
+    import torch
+    from orion_nb.jobs import gpu_env, model_params, place_jobs, plan_pool, run_jobs
+    gpus, jobs = torch.cuda.device_count(), [(r, s) for r in recipes for s in seeds]
+    row = lambda job, env=None, multi=True: _train_row(run, job, params, launch, 0 if gpus else threads, env, multi)
+    if gpus > 1:   # one GPU per training side by side, or all of them for a large one
+        waves = place_jobs({j: model_params(run.student()) for j in jobs}, gpus, multi_above)
+        done = {w['job']: r for wave in waves for w, r in zip(wave, run_jobs(lambda w: row(w['job'], gpu_env(w['devices']), w['multi']), wave, len(wave)))}
+        return [done[j] for j in jobs]
+    n = 1 if gpus else plan_pool(workers, threads, len(jobs))
+    print(f'{len(jobs)} trainings, {n} at once, {threads if not gpus else "all"} thread(s) each')
+    longest_first = sorted(jobs, key=lambda j: -run.file('recipes', 'examples', recipe=j[0]).stat().st_size)   # less idle tail
+    done = dict(zip(longest_first, run_jobs(row, longest_first, n, threads, executor)))
+    return [done[j] for j in jobs]

@@ -128,6 +128,14 @@ def test_library_cells_are_small():
     p90 = sizes[int(0.9 * (len(sizes) - 1))]
     assert p90 <= 20, f'90th percentile {p90} lines; largest {sizes[-5:]}'
 
+def test_pipeline_cells_are_small():
+    "Pipeline notebooks read as paper sections: every code cell but papermill's parameters cell has at most 8 lines, 08_summary under 60 in all."
+    for nb in PIPE_NBS:
+        code = [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code' and 'parameters' not in c['metadata'].get('tags', [])]
+        sizes = [len(''.join(c['source']).splitlines()) for c in code]
+        assert max(sizes, default=0) <= 8, f'{nb.stem}: code cells of {sizes} lines (at most 8 each; logic goes into the library)'
+        if nb.stem == '08_summary': assert sum(sizes) < 60, f'08_summary: {sum(sizes)} code lines (under 60)'
+
 def test_shared_parameters_agree():
     "A parameter declared by several pipeline notebooks has one default (and one meaning) everywhere."
     from orion_nb.runner import declared_parameters
