@@ -267,3 +267,12 @@ def test_modules_stay_under_500_lines():
     "No module of orion_nb (the generated `_modidx.py` aside) is over 500 lines: a longer one is cut along its seams into notebooks of its own."
     long = {p.name: n for p in sorted((ROOT/'orion_nb').glob('*.py')) if p.name != '_modidx.py' and (n := len(p.read_text().splitlines())) > 500}
     assert not long, f'modules over 500 lines: {long}'
+
+def test_contributing_map_names_every_module():
+    "CONTRIBUTING's map of the code names each module of orion_nb once, and nothing that is not one."
+    text = (ROOT/'CONTRIBUTING.md').read_text()
+    table = text.split('## Map of the code', 1)[1].split('\n## ', 1)[0]
+    named = [m for row in table.splitlines() if row.startswith('| ') and not row.startswith('| layer')
+             for m in re.findall(r'`(\w+)`', re.sub(r'\([^()]*\)', '', row.split('|')[2]))]
+    modules = {p.stem for p in (ROOT/'orion_nb').glob('*.py') if not p.stem.startswith('_')}
+    assert sorted(named) == sorted(modules), (set(named) ^ modules, [m for m in named if named.count(m) > 1])
