@@ -18,6 +18,7 @@ __all__ = ['FIELDS', 'MAX_CHARS', 'BENCHMARKS', 'TRAIN_POOLS', 'POOLS', 'answer_
 # %% ../nbs/01_data.ipynb #af5e46af
 FIELDS = ('id', 'question', 'answer', 'solution', 'source', 'level', 'subject')
 
+# %% ../nbs/01_data.ipynb #28bfbdd6
 def answer_text(v: Any, where: dict) -> str:
     "A gold answer as text: whole floats lose `.0`, strings are stripped; anything else (or NaN, infinity, unbalanced braces) is a located error."
     if isinstance(v, bool) or v is None or not isinstance(v, (str, int, float)):
@@ -46,6 +47,7 @@ def _balanced(s: str) -> bool:
 # %% ../nbs/01_data.ipynb #e5c9255e
 MAX_CHARS = dict(question=100_000, answer=1_000, solution=1_000_000)   # longest field a record may have (characters)
 
+# %% ../nbs/01_data.ipynb #36ee9dc1
 def make_record(id, question, answer, source, solution=None, level=None, subject=None, path=None, line=None,
                 names: dict | None = None,  # record field -> the source's own field name, used in error messages
                 max_chars: dict | None = None,  # limits over `MAX_CHARS`, e.g. {'question': 20_000}
@@ -69,6 +71,7 @@ def make_record(id, question, answer, source, solution=None, level=None, subject
 # %% ../nbs/01_data.ipynb #256e8386
 _BRACE = re.compile(r'\\[{}]|[{}]')   # an escaped brace (skipped) or a grouping brace
 
+# %% ../nbs/01_data.ipynb #f1981bfc
 def _box_re(boxes):
     "A regex for the opening of a box: one of the commands `boxes` and its opening brace."
     return re.compile(r'\\(?:' + '|'.join(map(re.escape, boxes)) + r')(?![A-Za-z])\s*\{')
@@ -98,11 +101,13 @@ def _get(row: dict, name: str, path, line, required=True):
         return None
     return row[name]
 
+# %% ../nbs/01_data.ipynb #b688a442
 def gsm8k_final(text: str, path=None, line=None) -> str:
     "The final answer after `####` in a GSM8K rationale, thousands separators removed."
     if not isinstance(text, str) or '####' not in text: raise DataError("has no '#### <answer>' line", path, line, 'answer')
     return text.rsplit('####', 1)[1].strip().replace(',', '')
 
+# %% ../nbs/01_data.ipynb #4f9d0bc4
 def math_level(v, path=None, line=None) -> int | None:
     "MATH's `Level 3` (or a bare int) as 3; `Level ?` as None."
     if v is None or isinstance(v, int): return v
@@ -167,16 +172,19 @@ def skipped_rows(on_invalid: str) -> list | None:
     if on_invalid not in ('raise', 'skip'): raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
     return [] if on_invalid == 'skip' else None
 
+# %% ../nbs/01_data.ipynb #a86023b3
 def warn_skipped(path, errors) -> None:
     "One warning naming every skipped row (`DataError`s, in line order); nothing when none was skipped."
     if errors: warnings.warn(f'{path}: skipped {len(errors)} invalid row(s) (on_invalid="skip"):\n' + '\n'.join(map(str, sorted(errors, key=lambda e: e.line or 0))))
 
+# %% ../nbs/01_data.ipynb #eaa53257
 def _convert(src: Source, row, i, path, line, max_chars) -> dict:
     "`src.convert` on one row; anything it raises becomes a `DataError` naming the row."
     try: return src.convert(row, i, path, line, max_chars)
     except DataError: raise
     except Exception as e: raise DataError(f'cannot be read ({type(e).__name__}: {e})', path, line) from e
 
+# %% ../nbs/01_data.ipynb #45bf99a6
 def _records_from_rows(src: Source, rows, path, on_invalid='raise', bad_lines=(), max_chars=None) -> list[dict]:
     "Convert raw rows (with their line numbers) to records; duplicate ids are an error, not a silent merge; `bad_lines`: unreadable lines, skipped."
     out, seen, skipped = [], {}, []
@@ -209,12 +217,14 @@ def _hub_rows(src: Source):
     ds = datasets.load_dataset(src.hub_id, src.hub_config, split=src.hub_split)
     for i, row in enumerate(ds): yield i + 1, row
 
+# %% ../nbs/01_data.ipynb #a4a8693f
 def _file_records(src: Source, p: Path, on_invalid: str, max_chars=None) -> list[dict]:
     "Records of `src` from JSONL file `p`; with 'skip', unreadable lines are skipped and named like bad rows."
     bad = skipped_rows(on_invalid)
     rows = list(read_jsonl(p, bad))
     return _records_from_rows(src, rows, p, on_invalid, bad or (), max_chars)
 
+# %% ../nbs/01_data.ipynb #b1598a29
 def _load(src: Source, path, hub_id, on_invalid, max_chars=None):
     "Records of `src` from `path` (file or data folder), `$ORION_DATA_DIR`, or the Hub."
     skipped_rows(on_invalid)   # an unknown `on_invalid` stops here, before any file or download
@@ -243,6 +253,7 @@ def load_benchmark(name: str,                 # one of `BENCHMARKS`: gsm_hard, m
     "An evaluation benchmark as a `datasets.Dataset` of problem records."
     return _load(_pick(BENCHMARKS, name, 'benchmark'), path, hub_id, on_invalid, max_chars)
 
+# %% ../nbs/01_data.ipynb #d5de576f
 def load_train_pool(name: str,                # one of `TRAIN_POOLS`: gsm8k, math
                     path: str | os.PathLike | None = None,  # JSONL file or data folder; None: $ORION_DATA_DIR, else the Hub
                     hub_id: str | None = None,  # load this Hub dataset id instead of the default one

@@ -17,6 +17,7 @@ __all__ = ['BOX_RULES', 'RULES', 'FALLBACKS', 'FILTERS', 'form_problems', 'choos
 # %% ../nbs/13_filter.ipynb #810519ae
 BOX_RULES = ('last', 'one')   # the answer part: its last box is the answer (earlier ones may quote a wrong one), or exactly one box
 
+# %% ../nbs/13_filter.ipynb #93bd9a4d
 def form_problems(text: str, finish_reason: str | None = None, boxes: str = 'last') -> list[str]:
     "Why `text` is not a well-formed CoT (empty list: it is): think tags, the final box (`BOX_RULES`), the length budget."
     if boxes not in BOX_RULES: raise ValueError(f'form_boxes must be one of {BOX_RULES}, not {boxes!r}')
@@ -36,6 +37,7 @@ RULES = ('first', 'shortest', 'random')
 FALLBACKS = ('teacher', 'student', 'drop')
 FILTERS = ('answer', 'steps')   # keep a refinement whose final answer verifies; 'steps': and every equation it writes holds
 
+# %% ../nbs/13_filter.ipynb #6c65fe88
 def _check_choices(rule: str, never_wrong: str, no_survivor: str) -> None:
     "Raise `ValueError` for a selection rule outside `RULES` or a fallback outside `FALLBACKS`."
     if rule not in RULES: raise ValueError(f'rule must be one of {RULES}, not {rule!r}')
@@ -49,6 +51,7 @@ def _pick(ok: list[dict], rule: str, seed: int, qid) -> dict:
     if rule == 'shortest': return min(ok, key=lambda r: len(r['text']))
     return random.Random(stable_hash([seed, qid])).choice(ok)
 
+# %% ../nbs/13_filter.ipynb #b4c0a3ae
 def _refined_target(rec: dict, ok: list[dict], rule: str, seed: int) -> dict:
     "The target of a question with surviving refinements `ok`: the one `rule` picks."
     pick = _pick(ok, rule, seed, rec['id'])

@@ -18,6 +18,7 @@ __all__ = ['HEADROOM_MIN_GAIN', 'HEADROOM_POLICIES', 'reference_examples', 'head
 HEADROOM_MIN_GAIN = 0.10                       # fixed before any ORION run: 10 points over the base student
 HEADROOM_POLICIES = ('require', 'report', 'off')
 
+# %% ../nbs/41_headroom.ipynb #646cc5c7
 def reference_examples(recs: Sequence[dict], solve_prompt: str = SOLVE_PROMPT) -> list[dict]:
     "One solve example per question whose response is its reference solution; a question without one is an error."
     if missing := [r['id'] for r in recs if not r.get('solution')]:

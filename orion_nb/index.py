@@ -16,6 +16,7 @@ _CSS = ('body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
         'table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}'
         'th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}code{background:#f5f5f5}')   # wide tables scroll
 
+# %% ../nbs/46_index.ipynb #fe0bddc5
 def _short(sha): return '' if not sha else sha[:12] + ('+dirty' if sha.endswith('+dirty') else '')
 
 # %% ../nbs/46_index.ipynb #93ee6fa9
@@ -26,6 +27,7 @@ def _stage_rows(m: dict, stage_names: list[str]) -> str:
                    f"<td>{m['stages'][s].get('seconds', '')}</td><td><code>{e(_short(m['stages'][s].get('commit')))}</code></td></tr>"
                    for s in stage_names if s in m.get('stages', {}))
 
+# %% ../nbs/46_index.ipynb #f747e456
 def _run_facts(m: dict) -> str:
     "The run's facts from manifest `m`: parameter file and hash, commit, seeds."
     e = html.escape

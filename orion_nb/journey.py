@@ -47,6 +47,7 @@ def verdict(x: dict, answer: str) -> str:
 # %% ../nbs/42_journey.ipynb #392510fd
 def _pre(body: str) -> str: return f"<pre style='white-space:pre-wrap'>{body}</pre>"
 
+# %% ../nbs/42_journey.ipynb #a217f21d
 def _attempts_html(rec: dict) -> str:
     "The wrong attempts reflected on, each with its first wrong step marked."
     done = {p['attempt_sample'] for p in rec['reflection']['prompts']}

@@ -38,10 +38,12 @@ def short_target(rec: dict) -> str | None:
 def _ex(rec, response, prompt_template=SOLVE_PROMPT, suffix='', source=None):
     return example(rec['id'] + suffix, solve_messages(rec['question'], template=prompt_template), response, **({'source': source} if source else {}))
 
+# %% ../nbs/14_recipes.ipynb #92b50cea
 def question_set(recs: Sequence[dict]) -> list[dict]:
     "The records every recipe is built from: those with an ORION target."
     return [r for r in recs if target_text(r)]
 
+# %% ../nbs/14_recipes.ipynb #592266e0
 def split_cot(text: str) -> tuple[str, str]:
     "(reasoning, answer part) of a CoT; without `</think>` all of it is the answer part."
     if '</think>' not in text: return '', text
@@ -51,6 +53,7 @@ def split_cot(text: str) -> tuple[str, str]:
 # %% ../nbs/14_recipes.ipynb #b280763f
 RETRY = "Wait, that is not right. Let me go through it again carefully."
 
+# %% ../nbs/14_recipes.ipynb #d49b27a3
 def no_reflect_target(rec: dict) -> str:
     "ORION without self-reflection: the wrong attempt, then the teacher CoT, inside one `<think>` (no rewrite)."
     cot = kept_cots(rec)[0]
@@ -64,6 +67,7 @@ def no_reflect_target(rec: dict) -> str:
 LEMA_PROMPT = ("Below is a math problem and an incorrect solution. Find the first mistake, explain it, and then give "
                "a correct solution. Give the final answer in \\boxed{}.\n\n{question}\n\nIncorrect solution:\n{attempt}")
 
+# %% ../nbs/14_recipes.ipynb #eefcc072
 def mistake_text(error: dict | None) -> str:
     "One sentence naming the first mistake of an error localised by `orion_nb.localise.localise_error`."
     if not error: return 'The reasoning goes wrong somewhere, so the final answer is not correct.'
@@ -76,6 +80,7 @@ def mistake_text(error: dict | None) -> str:
 # %% ../nbs/14_recipes.ipynb #a6eab63c
 LEMA_SOURCES = ('teacher', 'rule')   # the teacher's verified corrections (as published), or the rule-based variant
 
+# %% ../nbs/14_recipes.ipynb #142faa6d
 def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str = LEMA_PROMPT,
                   source: str = 'teacher',     # 'teacher': the correction stage's corrections; 'rule': `mistake_text` + the teacher CoT
                   per_question: int = 1,       # the most examples of this question: its corrections first, then its teacher CoT
@@ -94,6 +99,7 @@ def lema_examples(rec: dict, solve_prompt: str = SOLVE_PROMPT, lema_prompt: str 
 SHORT_SOURCES = ('teacher', 'solution')   # Short-CoT's responses: the short teacher's kept CoTs, or the dataset's solutions
 NO_ERROR_SCOPES = ('orion', 'all')         # which questions the w/o-error-exposure ablation takes its refinement for
 
+# %% ../nbs/14_recipes.ipynb #8089367c
 @dataclass
 class RecipeInputs:
     "What a recipe builder may read besides the question set: named parameters with their defaults."
@@ -112,6 +118,7 @@ class RecipeInputs:
         if not (isinstance(self.lema_per_question, int) and self.lema_per_question >= 1):
             raise ValueError(f'lema_per_question must be an integer >= 1, not {self.lema_per_question!r}')
 
+# %% ../nbs/14_recipes.ipynb #2ad5ca4e
 @dataclass(frozen=True)
 class Recipe:
     "One training set of the comparison: how it is built, its role, what it reads, what it is."
@@ -125,6 +132,7 @@ class Recipe:
 ROLES = ('method', 'baseline', 'ablation', 'variant')   # a variant: the method with one named option changed
 RECIPES: dict[str, Recipe] = {}   # the registry, in the order recipes are shown
 
+# %% ../nbs/14_recipes.ipynb #3d1879c1
 def recipe(name: str, role: str, inputs: Sequence[str], about: str):
     "Register the decorated builder as recipe `name`."
     if role not in ROLES: raise ValueError(f'recipe {name!r}: role must be one of {ROLES}, not {role!r}')
@@ -132,6 +140,7 @@ def recipe(name: str, role: str, inputs: Sequence[str], about: str):
         RECIPES[name] = Recipe(name, build, role, tuple(inputs), about); return build
     return register
 
+# %% ../nbs/14_recipes.ipynb #81548e5e
 def recipes_with(role: str) -> list[str]:
     "The names of the registered recipes with `role`, in registry order."
     return [n for n, r in RECIPES.items() if r.role == role]
@@ -142,6 +151,7 @@ def long_set(ids: Sequence[str], long_share: float, seed: int) -> set:
     order = sorted(ids, key=lambda i: stable_hash([seed, i]))
     return set(order[:round(long_share * len(order))])
 
+# %% ../nbs/14_recipes.ipynb #bbee1eaa
 def short_cot(rec: dict, source: str = 'teacher') -> tuple[str, str] | None:
     "(text, source) of a question's short CoT: the short teacher's first kept one, else its reference solution ('solution': always that)."
     if source == 'teacher':
@@ -161,9 +171,11 @@ def _shorts(qs: Sequence[dict], name: str, source: str = 'teacher') -> list[tupl
 @recipe('orion', 'method', ['reflection'], 'the selected refined CoT (or the documented fallback of stage 4)')
 def _orion(qs, x): return [_ex(r, r['target']['text'], x.solve_prompt, source=r['target'].get('kind') or 'refined') for r in qs]
 
+# %% ../nbs/14_recipes.ipynb #194a04fa
 @recipe('short_cot', 'baseline', ['short', 'solution'], "a short CoT from the short (instruct) teacher, kept when right; or the dataset's solution")
 def _short_cot(qs, x): return [_ex(r, t, x.solve_prompt, source=s) for r, (t, s) in zip(qs, _shorts(qs, 'short_cot', x.short_source))]
 
+# %% ../nbs/14_recipes.ipynb #dfee950f
 @recipe('long_cot', 'baseline', ['teacher'], "the teacher's long CoT (first kept)")
 def _long_cot(qs, x): return [_ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot') for r in qs]
 
@@ -180,6 +192,7 @@ def _mix_long(qs, x):
         "learning from mistakes: the teacher's verified correction of a wrong attempt (incorrect step, explanation, correct solution), the teacher CoT where none")
 def _lema(qs, x): return [e for r in qs for e in lema_examples(r, x.solve_prompt, x.lema_prompt, x.lema_source, x.lema_per_question)]
 
+# %% ../nbs/14_recipes.ipynb #72256104
 @recipe('rft', 'baseline', ['exposure', 'teacher'], "rejection-sampling fine-tuning: the student's own first correct attempt, the teacher CoT where it has none")
 def _rft(qs, x):
     return [_ex(r, c[0]['text'], x.solve_prompt, source='student') if (c := correct_attempts(r)) else _ex(r, kept_cots(r)[0], x.solve_prompt, source='teacher_cot')

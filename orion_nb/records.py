@@ -17,6 +17,7 @@ FIELDS = {'teacher': ('source', 'k', 'traces', 'kept'),
           'short': ('source', 'k', 'traces', 'kept'),
           'correction': ('source', 'items', 'kept')}
 
+# %% ../nbs/09_records.ipynb #db452d08
 def check_record(rec: dict, *stages: str) -> dict:
     "`rec`, after checking it carries the fields of `stages` (a missing one is an error naming the question and field)."
     for s in stages:
@@ -30,6 +31,7 @@ def kept_cots(rec: dict) -> list[str]:
     "The teacher CoTs of a record that passed rejection sampling."
     return [rec['teacher']['traces'][j]['text'] for j in rec['teacher']['kept']]
 
+# %% ../nbs/09_records.ipynb #6242eb71
 def wrong_attempts(rec: dict) -> list[dict]:
     "The student's wrong attempts on a record's question."
     return [a for a in rec['exposure']['attempts'] if not a['correct']]
@@ -52,6 +54,7 @@ def survivors(rec: dict) -> list[dict]:
     "The refinements of a record that survived the filter."
     return [x for x in refinements(rec) if survived(x)]
 
+# %% ../nbs/09_records.ipynb #f5ade02d
 def target_text(rec: dict) -> str | None:
     "The record's training target (None: dropped, or before stage 4)."
     return (rec.get('target') or {}).get('text')
@@ -61,6 +64,7 @@ def kept_shorts(rec: dict) -> list[str]:
     "The short CoTs of a record that passed rejection sampling (none without the field `short`)."
     return [rec['short']['traces'][j]['text'] for j in rec['short']['kept']] if rec.get('short') else []
 
+# %% ../nbs/09_records.ipynb #cf780a89
 def kept_corrections(rec: dict) -> list[dict]:
     "The verified corrections of a record: each with the wrong `attempt` (its text) it corrects and the correction `text`."
     c = rec.get('correction') or {}

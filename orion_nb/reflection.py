@@ -29,6 +29,7 @@ def untagged(text: str) -> str:
     "`text` without its `<think>` tags: a reference or an attempt inside a prompt is content, not a think block."
     return re.sub(r'\s*</?think>\s*', '\n', text).strip()
 
+# %% ../nbs/12_reflection.ipynb #7cadecb0
 def instruction(template: str) -> str:
     "What a prompt template asks, before its materials: its text up to the `{question}` placeholder."
     return template.split('{question}')[0].strip()
@@ -47,13 +48,13 @@ def reflection_prompt(question: str, reference: str, attempt: str | None,
 # %% ../nbs/12_reflection.ipynb #068ce983
 ATTEMPT_CHOICES = ('first', 'shortest')
 
+# %% ../nbs/12_reflection.ipynb #7a3e8110
 def chosen_attempts(rec: dict, choice: str = 'first', n: int = 1) -> list[dict]:
     "The wrong attempts to reflect on: the first `n`, or the `n` shortest well-formed ones (finished, with a boxed answer) first."
     if choice not in ATTEMPT_CHOICES: raise ValueError(f'reflect_attempt must be one of {ATTEMPT_CHOICES}, not {choice!r}')
     wrong = wrong_attempts(rec)
     if choice == 'shortest': wrong = sorted(wrong, key=lambda a: (a.get('finish_reason') == 'length' or a.get('extracted') is None, len(a['text'])))
     return wrong[:n]
-
 
 # %% ../nbs/12_reflection.ipynb #e33381e2
 def reflection_jobs(rec: dict, with_error: bool = True, attempts_per_question: int = 1, attempt_choice: str = 'first') -> list[dict]:
@@ -77,6 +78,7 @@ def _refinement(attempt_sample, g: dict) -> dict:
     return dict(attempt_sample=attempt_sample, sample=g['sample'], text=g['text'], extracted=g['extracted'], correct=g['correct'],
                 finish_reason=g.get('finish_reason'), completion_tokens=g.get('completion_tokens'))
 
+# %% ../nbs/12_reflection.ipynb #1cfd9043
 def _by_record(n: int, jobs: list, prompts: list, gens: list) -> tuple[list, list]:
     "The prompts and the graded refinements of each of `n` records, gathered from the flat jobs."
     refined = [[] for _ in range(n)]; prompts_of = [[] for _ in range(n)]

@@ -45,6 +45,7 @@ QUIET_COMMANDS = {'text', 'textbf', 'textit', 'mathrm', 'quad', 'qquad', 'implie
 # %% ../nbs/07a_steps.ipynb #dda7cb3c
 _OPEN, _CLOSE = '([{', ')]}'
 
+# %% ../nbs/07a_steps.ipynb #d61da7c6
 def _unmatched(s: str) -> list[int]:
     "Positions of the brackets in `s` that have no partner (escaped ones, `\\[`, `\\{`, ..., are not brackets)."
     stack, bad = [], []
@@ -59,6 +60,7 @@ def _unmatched(s: str) -> list[int]:
 # %% ../nbs/07a_steps.ipynb #abaf6bef
 _CONTINUES = re.compile(r'(?:(?<!\\)[-+−–*/^×÷·(\[{}]|\\(?!begin\{|end\{)[A-Za-z]+(?:\{[^{}]*\})?|_\{[^{}]*\}|_\w)\Z')
 
+# %% ../nbs/07a_steps.ipynb #0a0ccfcd
 def _line_before(t: str, a: int, lo: int) -> str:
     "The previous line (stripped) when `t[a]` opens its line, '' otherwise or when that line is blank."
     i = a
@@ -66,6 +68,7 @@ def _line_before(t: str, a: int, lo: int) -> str:
     if i <= lo or t[i - 1] != '\n': return ''
     return t[max(lo, i - 201):i - 1].rsplit('\n', 1)[-1].strip()
 
+# %% ../nbs/07a_steps.ipynb #ca931d78
 def _continues(line: str) -> bool:
     "Whether an expression ending `line` goes on in the next line: it ends in an operator, a bracket or a command."
     if not line or re.search(r'\\(?:begin|end)\{[^{}]*\}\Z', line): return False
@@ -75,7 +78,6 @@ def _continues(line: str) -> bool:
 # %% ../nbs/07a_steps.ipynb #357f132b
 _EOL = re.compile(r'[ \t$]*(?:\\\\)?[ \t$]*\n')              # the end of a line, `\\` of an aligned one included
 _NEXT_OP = re.compile(r'[+/^×÷·]|\\(?:times|cdot|div)(?![A-Za-z])')
-
 def _line_after(t: str, b: int, hi: int) -> str:
     "The next line (stripped) when `t[b:]` is the end of its line, '' otherwise or when that line is blank."
     m = _EOL.match(t, b, hi)
@@ -105,7 +107,6 @@ class _Where(NamedTuple):
 
 # %% ../nbs/07a_steps.ipynb #84aa91b3
 _FREE_BEFORE = '"“‘«*>'             # may touch a run's start (`>`: a tag such as <think>); anything else glues it
-
 def _glued_before(w: _Where) -> str:
     "The run starts inside a word or a symbol: `12:30 = 750`, `f'(2) = 7`."
     r, t = w.run[0], w.t
@@ -115,7 +116,6 @@ def _glued_before(w: _Where) -> str:
 # %% ../nbs/07a_steps.ipynb #a99bc9c2
 _BINOP = re.compile(r'[+*/^×÷·⋅∙]|\\(?:times|cdot|div)(?![A-Za-z])')
 _WS = ' \t'
-
 def _operator_first(w: _Where) -> str:
     "The side opens with a binary operator, or a minus and a space: `x + 3 = 7` leaves `+ 3`."
     s = w.side
@@ -129,7 +129,6 @@ def _continues_above(w: _Where) -> str:
 
 # %% ../nbs/07a_steps.ipynb #0b1b794d
 _MUL_SYMBOLS = '|√∛∜π∑∏'            # next to a side (even after a space) they make it an operand: `= 1/2 |AB|`
-
 def _symbol_before(w: _Where) -> str:
     "The side follows one of `_MUL_SYMBOLS` (not a table's `|`), or `#`, `@`, `~`: `0 \\# 11 = 11`."
     before = w.before
@@ -150,6 +149,7 @@ def _minus_after_operand(w: _Where) -> str:
 # %% ../nbs/07a_steps.ipynb #d6598928
 _BARE = re.compile(r'[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
 
+# %% ../nbs/07a_steps.ipynb #21815218
 def _word_before(w: _Where) -> str:
     "The side follows a command, an operator word, a preposition (when it is a bare number) or a variable."
     before = w.before
@@ -200,6 +200,7 @@ def _symbol_after(w: _Where) -> str:
 # %% ../nbs/07a_steps.ipynb #e4b9a2a0
 _AFTER = re.compile(r'[ \t$]*(\\?[A-Za-z]+)')                # the word (or command) that follows a side
 
+# %% ../nbs/07a_steps.ipynb #1c9d4644
 def _word_after(w: _Where) -> str:
     "The side precedes a command, an operator word, `of` (when it is not a whole number) or a variable and an operator."
     t = w.t
@@ -266,6 +267,7 @@ def _unbracket(w: _Where) -> tuple[_Where, str]:
         else: return w.moved(a, b), 'unbalanced brackets'
     return w.moved(a, b), ''
 
+# %% ../nbs/07a_steps.ipynb #1b4384f7
 def _trim(w: _Where) -> tuple[_Where, str]:
     "Drop spaces, bullets, bold marks and stray end brackets around the side `w`; and why it cannot be read."
     return _unbracket(_unmark(w))
@@ -299,6 +301,7 @@ def __repr__(self: Step):
 # %% ../nbs/07a_steps.ipynb #d45ea79b
 _LITERAL = re.compile(r'[-−+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d+))?(%?)')
 
+# %% ../nbs/07a_steps.ipynb #d0127ab8
 def _readings(side: str,          # a side as written
               v: Fraction,        # its exact value
               round_tol: float,   # a rounded decimal may be off by this many units of its last digit
@@ -333,6 +336,7 @@ class _Side(NamedTuple):
     digit: bool               # it has a digit (a step needs one on a side)
     trunc: bool               # it ends the run and `...` follows: a truncated value
 
+# %% ../nbs/07a_steps.ipynb #f8ff1d47
 def _widen(w: _Where) -> _Where:
     "The side `w` with the word (or symbol) next to its outer end(s), that blocks it."
     t, a, b = w.t, w.a, w.b
@@ -371,6 +375,7 @@ def _runs(t: str, lo: int, hi: int):
         done = hi if end < 0 else end
         yield from _RUN.finditer(t, start, done)
 
+# %% ../nbs/07a_steps.ipynb #37c6ff36
 @dataclass
 class _Budget:
     "How many more sides may be read."
@@ -386,6 +391,7 @@ class _Chain(NamedTuple):
     base: int = 0           # offset of `t` in the whole text (that of a `<<...>>` annotation)
     kind: str = 'text'      # 'text', or 'calc' for an annotation
 
+# %% ../nbs/07a_steps.ipynb #879d675f
 def _lead(t: str, lo: int, run: re.Match, seps: list[re.Match]) -> int | None:
     "The start of the line of `run` when it opens with the run's first separator, else None."
     ls = max(lo, t.rfind('\n', lo, run.start()) + 1)
@@ -434,6 +440,7 @@ def _chains(text: str, calc: bool, max_len: int, eval_kw: dict, budget: _Budget)
 # %% ../nbs/07a_steps.ipynb #bcec290e
 _JOIN = re.compile(r'[\s$&]*(?:\\\\)?[\s$&]*')       # between a line's last side and an `&= ...` or `= ...` line
 
+# %% ../nbs/07a_steps.ipynb #9f0177c7
 def _joined(chains: list[_Chain]):
     "The chains, a text chain opening its line with a separator taking the last side of the chain above as first."
     prev = None
