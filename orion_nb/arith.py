@@ -15,8 +15,11 @@ __all__ = ['ExprError', 'eval_expr']
 class ExprError(ValueError):
     "A side of an equation that is not a plain arithmetic expression, or one over the evaluator's bounds."
 
+# %% ../nbs/07_arith.ipynb #18d5bd27
 _DROP = re.compile(r'\\(?:left|right|boxed|fbox|displaystyle)(?![A-Za-z])|\\[,;:! ]|\\[\[\]()]|[$&]|\\\$'
                    r'|\^\s*\\circ(?![A-Za-z])|\^\s*\{\s*\\circ\s*\}|°')
+
+# %% ../nbs/07_arith.ipynb #4b7c7b53
 _TOK = re.compile(r'''\s*(?:
    (?P<frac2>\\[dt]?frac\s*(?P<f1>\d)\s*(?P<f2>\d))        # \frac12
  | (?P<num>\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?|\.\d+)
@@ -150,6 +153,7 @@ def postfix(self: _Parser) -> Fraction:
             v = self.big(Fraction(math.factorial(int(v))))
     return v
 
+# %% ../nbs/07_arith.ipynb #e13091c9
 def _sqrt(v: Fraction) -> Fraction:
     "The exact square root of `v`; `ExprError` when it is irrational or `v` negative."
     if v < 0: raise ExprError('square root of a negative number')
@@ -163,6 +167,7 @@ def group(self: _Parser, close: str) -> Fraction:
     "An expression and the bracket `close` that ends it."
     v = self.expr(); self.take(close); return v
 
+# %% ../nbs/07_arith.ipynb #cf6784a6
 @patch
 def arg(self: _Parser) -> Fraction:
     "An argument of `\\frac` or `\\sqrt`: `{expr}` or a bare number."

@@ -24,10 +24,12 @@ __all__ = ['SHORT_TEACHERS', 'SHORT_PROMPT', 'CORRECTORS', 'CORRECTION_PROMPT', 
 SHORT_TEACHERS = ('scripted', 'none', *BACKENDS)   # the short teacher: the world's stand-in, none (datasets' solutions), or a backend
 SHORT_PROMPT = "{question}\n\nSolve this concisely: one short line per step, no long deliberation. Put your final answer within \\boxed{}."
 
+# %% ../nbs/15_baselines.ipynb #b3391709
 def _eq(e: tuple, f) -> str:
     "An equation `(a, op, b, c)` as the world writes it: `a op b = c`, numbers written by `f` (a `world._writer`)."
     return f'{f(e[0])} {e[1]} {f(e[2])} = {f(e[3])}'
 
+# %% ../nbs/15_baselines.ipynb #f999cf48
 def scripted_short(question: str,       # a world question
                    seed: int = 0,        # which sample (the slips are drawn from question and seed)
                    slip: float = 0.1,    # chance that a step's result is off by one, carried through to the end
@@ -61,10 +63,12 @@ def scripted_short_teacher(recs: Sequence[dict], k: int = 4, slip: float = 0.1, 
     meta = [[{'as_fraction': list(dict.fromkeys(x))} if x else {} for x in fs] for fs in fell]
     return attach_short(recs, cots, 'scripted', meta=meta, workers=workers)
 
+# %% ../nbs/15_baselines.ipynb #0a24be33
 def short_notes(recs: Sequence[dict]) -> dict:
     "The scripted short teacher's counted reason: `short_as_fraction`, its CoTs where a slip left a value the answer's kind cannot write (written as a fraction)."
     return dict(short_as_fraction=sum(bool(t.get('as_fraction')) for r in recs for t in r['short']['traces']))
 
+# %% ../nbs/15_baselines.ipynb #81cf7eed
 def generator_short_teacher(recs: Sequence[dict], gen, params, store_path, template: str = SHORT_PROMPT,
                             workers: int = 2, progress: bool = True, spend=None) -> list[dict]:
     "Short CoTs from an instruct model behind a generation backend (`params.n` per question), kept when right (the answer text: no reasoning part)."
@@ -81,6 +85,7 @@ CORRECTION_PROMPT = ("For the following math problem, the correct final answer i
                      "Problem: {question}\n\nIncorrect solution:\n{attempt}")
 _PARTS = re.compile(r'Incorrect Step:\s*(?P<step>.+?)\s*Explanation:\s*(?P<explanation>.+?)\s*Correct Solution:\s*(?P<solution>.+)', re.S)
 
+# %% ../nbs/15_baselines.ipynb #632ab156
 def parse_correction(text: str) -> dict | None:
     "The three parts (`step`, `explanation`, `solution`) of a LEMA correction, or None when a part is missing."
     m = _PARTS.search(text.rsplit('</think>', 1)[-1])
@@ -97,6 +102,7 @@ def _num(s: str):
     try: return parse_num(s)
     except ValueError: return None
 
+# %% ../nbs/15_baselines.ipynb #52cb55b4
 def _written(attempt: str) -> tuple[list[tuple[int, tuple]], list[str]]:
     "(line index, (a, op, b, c)) of every equation of the attempt whose numbers read, in order; and its lines."
     from orion_nb.world import _EQ
@@ -104,6 +110,7 @@ def _written(attempt: str) -> tuple[list[tuple[int, tuple]], list[str]]:
     eqs = [(i, (_num(m[1]), m[2], _num(m[3]), _num(m[4]))) for i, l in enumerate(lines) for m in _EQ.finditer(l)]
     return [(i, e) for i, e in eqs if None not in e], lines
 
+# %% ../nbs/15_baselines.ipynb #3d71439f
 def _first_departure(chain, written) -> tuple[int, tuple | None, int | None]:
     "(index in the chain of the first true equation the attempt gets wrong, what it wrote there, its line); `len(chain)` when none."
     pos = 0
@@ -180,6 +187,7 @@ def scripted_corrections(recs: Sequence[dict], attempts: int = 1, workers: int =
     notes = [[{'as_fraction': list(dict.fromkeys(x))} if x else {}] for x in fell]
     return attach_corrections(recs, jobs, texts, 'scripted', workers=workers, notes=notes)
 
+# %% ../nbs/15_baselines.ipynb #d122a8db
 def generator_corrections(recs: Sequence[dict], gen, params, store_path, attempts: int = 1, template: str = CORRECTION_PROMPT,
                           workers: int = 2, progress: bool = True, spend=None) -> list[dict]:
     "LEMA corrections by a model behind a generation backend (`params.n` per wrong attempt), kept when they parse and verify."

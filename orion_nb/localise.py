@@ -35,11 +35,13 @@ _WORD_NUMBERS = {**{w: i for i, w in enumerate('zero one two three four five six
 _NUMBER = re.compile(r'\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?|\.\d+')
 _WORDS_RE = re.compile(r'\b(' + '|'.join(_WORD_NUMBERS) + r')s?\b', re.I)
 
+# %% ../nbs/07b_localise.ipynb #4310c587
 def _numbers(text: str) -> set[Fraction]:
     "The numbers written in `text`, in digits or as number words."
     return ({Fraction(m.replace(',', '')) for m in _NUMBER.findall(text)} |
             {Fraction(_WORD_NUMBERS[m.lower()]) for m in _WORDS_RE.findall(text)})
 
+# %% ../nbs/07b_localise.ipynb #d018ad0f
 def _values(answer: str) -> list[Fraction]:
     "The readings of an answer as a number (`25\\%` is 1/4 and 25); [] when it is not arithmetic."
     try: v = eval_expr(answer)
@@ -57,6 +59,7 @@ class _Attempt(NamedTuple):
     first: Step | None          # the first wrong step not corrected
     answer: str | None          # the final answer (None: none)
 
+# %% ../nbs/07b_localise.ipynb #ae377121
 def _attempt(text: str, think: tuple[str, str] | None, kwargs: dict) -> _Attempt:
     "Read `text` with `check_steps(text, **kwargs)` and `extract_answer`."
     steps = check_steps(text, **kwargs)
@@ -70,11 +73,13 @@ def _attempt(text: str, think: tuple[str, str] | None, kwargs: dict) -> _Attempt
 # %% ../nbs/07b_localise.ipynb #04b2e0a9
 _BOX = re.compile(r'\\(?:boxed|fbox)\s*\{')
 
+# %% ../nbs/07b_localise.ipynb #e54949a5
 def _skip_space(t: str, i: int) -> int:
     "The first position from `i` on that is not a space."
     while i < len(t) and t[i].isspace(): i += 1
     return i
 
+# %% ../nbs/07b_localise.ipynb #5b94f7d5
 def _is_correct(attempt, answer, gold, rel_tol, think):
     "Exact comparison when both sides are arithmetic, else `grade`."
     if answer is None: return False

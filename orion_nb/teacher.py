@@ -72,6 +72,7 @@ def _trace_row(row: dict, path, line, id_column: str, trace_column: str, max_cha
     if len(t) > max_chars: raise DataError(f'{len(t)} characters, more than max_chars={max_chars}', path, line, trace_column)
     return str(qid), t
 
+# %% ../nbs/10_teacher.ipynb #cddcbc3a
 def traces_from_dataset(ds, id_column: str = 'id', trace_column: str = 'trace', max_chars: int = 1_000_000, source='dataset') -> dict:
     "Question id -> list of traces, from rows of a dataset (several rows per id allowed); a bad row names its row number."
     out = {}
@@ -114,6 +115,7 @@ def sampled_cots(problems, gen, params, store_path, template: str, workers: int 
 TEACHERS = ('scripted', 'column', *BACKENDS)   # the world's scripted teacher, a traces file, or a generation backend
 TEACHER_PROMPT = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 
+# %% ../nbs/10_teacher.ipynb #ad6b8050
 def generator_teacher(problems: Sequence[dict],  # problem records
                       gen,                        # an `orion_nb.generate.Generator`
                       params,                     # `SamplingParams` (`n` = k traces per question)
@@ -154,6 +156,7 @@ def _api_job(p: dict, n: int, max_new: int, prompt: str | None, train, k: int, c
     tokens = round(k * sum(len(fill(prompt, question=r['question'])) for r in train) / chars_per_token)
     return text + f"; about {tokens:,} prompt tokens, {money(tokens * p['teacher_price_input'] / 1e6)}"
 
+# %% ../nbs/10_teacher.ipynb #935cceba
 def api_estimate(p: dict,                        # a stage's parameters (defaults filled in): the teacher's, the short teacher's, the corrector's
                  train: Sequence[dict] | None = None,  # the training questions, once the data stage has run
                  chars_per_token: float = 4.0,  # prompt tokens are estimated from characters (no tokenizer for an API)
