@@ -335,6 +335,7 @@ CONCERNS = (RunConfig, DataConfig, StudentConfig, HeadroomConfig, CorrectionConf
             ExposureConfig, GenerationConfig, VLLMConfig, ReflectionConfig, SelectionConfig, JourneyConfig, RecipeConfig, SFTConfig,
             EvalConfig, JobsConfig, SummaryConfig, JudgeConfig)   # in this order in every parameters cell
 
+# %% ../nbs/44_config.ipynb #c5ab6a59
 @dataclass(frozen=True)
 class Param:
     "One parameter: its name, type, default and metadata (`param`), and the concern (dataclass) it belongs to."
@@ -355,6 +356,7 @@ def parameter_table(concerns=CONCERNS) -> dict[str, Param]:
             out[f.name] = Param(f.name, hints[f.name], d, concern=c.__name__, **f.metadata)
     return out
 
+# %% ../nbs/44_config.ipynb #9b767665
 def stages_of(table: dict[str, Param]) -> list[str]:
     "The stages that declare any parameter of `table`, sorted as orion runs them."
     return sorted({s for p in table.values() for s in p.stages})
@@ -367,11 +369,13 @@ def _literal(v) -> str:
         return f'{float(m):g}e{int(e)}'
     return repr(v)
 
+# %% ../nbs/44_config.ipynb #87350d7b
 def parameter_line(p: Param, stage: str) -> str:
     "`name = default   # help` as `stage` declares it, the comment at column 38 (two spaces after a longer assignment)."
     a = f'{p.name} = {_literal(p.default)}'
     return f"{a.ljust(36)} {' ' * (len(a) > 36)}# {p.help_for(stage)}"
 
+# %% ../nbs/44_config.ipynb #b4d3211c
 def parameters_cell_for(stage: str, table: dict[str, Param] | None = None) -> str:
     "The papermill `parameters` cell of pipeline notebook `stage` (its file name without .ipynb): every parameter it declares, in config order."
     lines = [parameter_line(p, stage) for p in (table or parameter_table()).values() if stage in p.stages]

@@ -20,6 +20,7 @@ def file_name(name: str) -> str:
     "A recipe's name in file, folder and Hub config names: `orion@sft_teacher` -> `orion_at_sft_teacher`."
     return name.replace('@', '_at_')
 
+# %% ../nbs/48_export.ipynb #92c2e642
 def _rows(examples) -> list[dict]:
     "Examples as a list of dicts (a `datasets.Dataset` converted)."
     return examples.to_list() if hasattr(examples, 'to_list') else list(examples)
@@ -44,10 +45,12 @@ COLUMN_DOCS = {'id': "the example id: the question's id, with `#k` for a questio
                'prompt': "the chat messages the model is given (an optional system message, then the user's)",
                'completion': 'the assistant message to learn (the training target)'}
 
+# %% ../nbs/48_export.ipynb #5d8995c9
 def _cell(v) -> str:
     "A value as a markdown table cell."
     return (v if isinstance(v, str) else json.dumps(v, default=str)).replace('|', '\\|').replace('\n', ' ')
 
+# %% ../nbs/48_export.ipynb #4f23052a
 def _table(header: Sequence, rows) -> str:
     "A markdown table."
     return '\n'.join('| ' + ' | '.join(map(_cell, r)) + ' |' for r in [header, ['---'] * len(header), *rows])
@@ -103,6 +106,7 @@ def to_trl_jsonl(examples,   # prompt–completion examples, or a `datasets.Data
 LF_FORMATS = ('sharegpt', 'alpaca')
 LF_TAGS = dict(role_tag='role', content_tag='content', user_tag='user', assistant_tag='assistant', system_tag='system')
 
+# %% ../nbs/48_export.ipynb #b0afd2b3
 def _turns(e: dict) -> tuple[str, list, str, str]:
     "(system, history [[user, assistant], ...], last user message, response) of an example; other shapes are a ValueError."
     msgs = list(e['prompt'])
@@ -113,12 +117,14 @@ def _turns(e: dict) -> tuple[str, list, str, str]:
                          f"message, got {roles} -> {answer}")
     return system, [[u['content'], a['content']] for u, a in zip(msgs[:-1:2], msgs[1:-1:2])], msgs[-1]['content'], e['completion'][0]['content']
 
+# %% ../nbs/48_export.ipynb #389dd315
 def _lf_row(e: dict, fmt: str) -> dict:
     "One example as a LLaMA-Factory row in `fmt`."
     system, history, user, response = _turns(e)
     if fmt == 'alpaca': return dict(id=e.get('id'), instruction=user, input='', output=response, system=system, history=history)
     return dict(id=e.get('id'), messages=[dict(role=m['role'], content=m['content']) for m in [*e['prompt'], *e['completion']]])
 
+# %% ../nbs/48_export.ipynb #56ec9dda
 def _lf_entry(file: str, fmt: str) -> dict:
     "The `dataset_info.json` entry of `file` in `fmt`."
     if fmt == 'alpaca': return dict(file_name=file, formatting='alpaca', columns=dict(
@@ -146,6 +152,7 @@ FORMATS = ('hf', 'trl', 'llamafactory')
 CARD_PARAMS = ('run_name', 'teacher', 'teacher_k', 'student', 'train_pool', 'train_n', 'exposure_k', 'reflect_m',
                'reflect_students', 'select_rule', 'never_wrong', 'no_survivor', 'long_share', 'world_seed')
 
+# %% ../nbs/48_export.ipynb #eaba9a40
 def recipe_sets(run_dir,                          # a run folder
                 names: Sequence[str] | None = None,  # recipes (default: those in `recipes.json`, else every JSONL)
                ) -> dict:
@@ -166,12 +173,14 @@ def recipe_sets(run_dir,                          # a run folder
         else: raise FileNotFoundError(f'recipe {n!r}: no file {jl} (nor a saved dataset {saved}/)')
     return out
 
+# %% ../nbs/48_export.ipynb #d9cd5b5a
 def run_card_params(run_dir) -> dict:
     "How a run's recipes were built, from its manifest: the `CARD_PARAMS` it sets, its parameter hash and commit."
     p = Path(run_dir)/'manifest.json'
     m = json.loads(p.read_text()) if p.exists() else {}
     return {**{k: m['params'][k] for k in CARD_PARAMS if k in m.get('params', {})}, **{k: m[k] for k in ('params_hash', 'git_commit') if k in m}}
 
+# %% ../nbs/48_export.ipynb #857287ad
 def recipe_about(name: str) -> str:
     "What recipe `name` is, from the registry; `orion@<student>` is ORION with that student's refinements."
     base, _, student = name.partition('@')
@@ -189,6 +198,7 @@ def _check_formats(formats, llamafactory_format: str = 'sharegpt') -> tuple:
         raise ValueError(f'llamafactory_format: unknown {llamafactory_format!r}; allowed: {list(LF_FORMATS)}')
     return formats
 
+# %% ../nbs/48_export.ipynb #e0f53481
 def export_paths(out_dir, names: Sequence[str], formats=FORMATS) -> dict[str, list[Path]]:
     "Format -> the folders and files `export_run` writes for recipes `names` under `out_dir`."
     out, fs = Path(out_dir), [file_name(n) for n in names]
@@ -228,6 +238,7 @@ def _hub_parts(source, repo_id: str, names=None) -> tuple[dict, dict, str]:
                         list(dict.fromkeys(k for ds in dss.values() for k in ds.column_names)), [file_name(n) for n in dss])
     return plan, dss, card
 
+# %% ../nbs/48_export.ipynb #24c7b882
 def push_plan(source,                 # a run folder, or recipe name -> examples / `datasets.Dataset`
               repo_id: str,           # the Hub dataset repo, e.g. 'user/orion-tiny'
               names: Sequence[str] | None = None,  # recipes (default: all)

@@ -29,6 +29,7 @@ class ParamFile(dict):
 # %% ../nbs/45_params.ipynb #46cd0da0
 MAX_PARAMS_BYTES = 1 << 20   # a larger parameter file is refused unread (a real one is a few kB)
 
+# %% ../nbs/45_params.ipynb #9adb9ed7
 def _read_params(path: str | os.PathLike) -> ParamFile:
     "A flat parameter file (YAML) with each name's line; too large, not a mapping, bad YAML, a YAML alias or a repeated name is an error naming the file."
     import yaml
@@ -54,6 +55,7 @@ def _read_params(path: str | os.PathLike) -> ParamFile:
 # %% ../nbs/45_params.ipynb #5409227a
 BASE = 'base'   # a parameter file may name the file it differs from: that file's names first, then this one's
 
+# %% ../nbs/45_params.ipynb #23616cac
 def load_params(path: str | os.PathLike, _seen: tuple = ()) -> ParamFile:
     "A parameter file (`_read_params`) over the file its `base` names (relative to it), each name's `where` kept."
     p = _read_params(path)
@@ -92,6 +94,7 @@ def allowed_values(name: str) -> list | None:
     if name not in CHOICES: return None
     return list(CHOICES[name])
 
+# %% ../nbs/45_params.ipynb #1f933833
 def range_of(name: str) -> str | None:
     "The range parameter `name` (or each of its items) must lie in: `RANGES`, or a 32-bit unsigned integer for a seed."
     return RANGES.get(name) or ('0..4294967295' if name.endswith('_seed') else None)
@@ -105,12 +108,14 @@ def in_range(v, rule: str) -> bool:
 # %% ../nbs/45_params.ipynb #9d32a1f3
 _TYPES = {'int': (int,), 'float': (int, float), 'str': (str,), 'bool': (bool,), 'list': (list,), 'dict': (dict,)}
 
+# %% ../nbs/45_params.ipynb #a0a39ab8
 def _default(src: str):
     "A declared default's value (None when it is not a literal)."
     import ast
     try: return ast.literal_eval(src)
     except (ValueError, SyntaxError): return None
 
+# %% ../nbs/45_params.ipynb #afbaad43
 def declared_defaults(declared: dict[str, dict]) -> dict:
     "Every declared parameter's default value: name -> value (None where it is not a literal)."
     return {k: _default(d['default']) for k, d in declared.items()}
@@ -120,6 +125,7 @@ def _literal_type(default: str) -> str | None:
     v = _default(default)
     return None if v is None else type(v).__name__
 
+# %% ../nbs/45_params.ipynb #f8d63c13
 def _is(v, t) -> bool:
     "Whether `v` is of the Python type(s) `t`, a bool never counting as a number."
     return isinstance(v, t) and not (isinstance(v, bool) and bool not in (t if isinstance(t, tuple) else (t,)))
@@ -143,6 +149,7 @@ def _shown(v) -> str:
 # %% ../nbs/45_params.ipynb #812748f0
 PLAIN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')   # a run's name: a folder under runs/ and reports/, never a path
 
+# %% ../nbs/45_params.ipynb #29886263
 def run_name_error(name: str) -> str | None:
     "What is wrong with a run's name: anything but a plain folder name (letters, digits, '.', '_', '-'; not starting with '.')."
     if PLAIN_NAME.fullmatch(name): return None
@@ -197,6 +204,7 @@ def _path_error(k: str, v, base: Path) -> str | None:
     if k.endswith('_dir'): return None if p.is_dir() else f'no folder at {p}'
     return None if p.is_file() else f'no file at {p}'
 
+# %% ../nbs/45_params.ipynb #5db0738d
 def _model_error(k: str, v, base: Path, builtin=()) -> str | None:
     "What is wrong with a model parameter's value: a path that is not a model folder, or a malformed Hub id."
     if not (isinstance(v, str) and v and k in MODEL_PARAMS) or v in builtin: return None
@@ -213,11 +221,13 @@ GiB = 2**30
 DTYPE_BYTES = {'float32': 4, 'float16': 2, 'bfloat16': 2}   # bytes of one weight or cached value
 VLLM_OVERHEAD_GIB = 4.0   # per GPU, beyond weights and KV cache: vLLM's profiling activations (2-3 GiB for a 32B model at its default tokens per step), sampler logits, CUDA context and graphs
 
+# %% ../nbs/45_params.ipynb #204cbf01
 def _heads(c: dict) -> tuple[int, int, int, int]:
     "hidden size, attention heads, KV heads and head size of a model's config."
     n = c['num_attention_heads']
     return c['hidden_size'], n, c.get('num_key_value_heads') or n, c.get('head_dim') or c['hidden_size'] // n
 
+# %% ../nbs/45_params.ipynb #894ab095
 def param_count(c: dict) -> int:
     "Parameters of a Llama/Qwen-style decoder from its config: embeddings, attention, MLP, norms, and lm_head unless tied."
     h, n, kv, hd = _heads(c)
@@ -232,6 +242,7 @@ def served_dtype(c: dict, vllm_dtype: str = 'auto') -> str:
     d = str(c.get('torch_dtype') or c.get('dtype') or 'float32').removeprefix('torch.')
     return 'bfloat16' if d == 'float32' else d
 
+# %% ../nbs/45_params.ipynb #78b720a4
 def kv_bytes_per_token(c: dict, dtype_bytes: int, tp: int = 1) -> float:
     "KV cache bytes of one token on each of `tp` GPUs: keys and values of every layer's KV heads (replicated when fewer than `tp`)."
     _, _, kv, hd = _heads(c)

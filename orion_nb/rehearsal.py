@@ -20,8 +20,10 @@ TOKENIZER_SHA256 = {'tokenizer.json': 'aeb13307a71acd8fe81861d94ad54ab689df77331
                     'tokenizer_config.json': '5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63'}
 TOKENIZER_DIR = Path('.cache/tokenizers/qwen3')        # where `make tokenizer` puts them (ignored by git)
 
+# %% ../nbs/49_rehearsal.ipynb #6543b747
 def _sha(p: Path) -> str: return hashlib.sha256(p.read_bytes()).hexdigest()
 
+# %% ../nbs/49_rehearsal.ipynb #65a03060
 def tokenizer_ok(d=TOKENIZER_DIR) -> bool:
     "Whether `d` holds Qwen's tokenizer files with their pinned hashes."
     return all((Path(d)/f).is_file() and _sha(Path(d)/f) == h for f, h in TOKENIZER_SHA256.items())
@@ -48,6 +50,7 @@ QWEN25_TEMPLATE = (
 "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")   # Qwen2.5-Instruct's template without its tool branch
 TEMPLATES = {'qwen3': None, 'qwen2.5': QWEN25_TEMPLATE}   # None: the package's own (Qwen3's)
 
+# %% ../nbs/49_rehearsal.ipynb #075af52b
 def qwen_tokenizer(template: str = 'qwen3', src=TOKENIZER_DIR):
     "Qwen's real tokenizer with the chat template of `template` ('qwen3' or 'qwen2.5')."
     from transformers import AutoTokenizer
@@ -61,6 +64,7 @@ STUDENT_SIZES = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2
                      max_position_embeddings=8192)   # Qwen2 at a tiny width (heads of 64, which vLLM's CPU attention supports); the vocabulary is the tokenizer's
 STUDENTS = {'qwen2.5-random': 'qwen2.5', 'qwen3-random': 'qwen3'}   # a rehearsal student's folder name -> its chat template
 
+# %% ../nbs/49_rehearsal.ipynb #97b73a22
 def random_student(out, template: str | None = None, seed: int = 0) -> Path:
     "A random-weight Qwen2-architecture model with Qwen's real tokenizer in `out` (its name picks the template, `STUDENTS`), built once."
     from orion_nb.models import make_model, save_model
@@ -110,6 +114,7 @@ StandIn._handle = _handle
 # %% ../nbs/49_rehearsal.ipynb #a00b8acd
 LONG_COTS = 'model_outputs/p-align-qwen2.5-7b'   # real long CoTs with correctness labels, under data_dir (../shared/data/README.md)
 
+# %% ../nbs/49_rehearsal.ipynb #a73a8bdb
 def long_traces(params: dict, out, max_chars: int = 9000) -> Path:
     "A traces file for the run's training questions made of real long CoTs (labelled correct, at most `max_chars`), each closed with that question's gold answer."
     from orion_nb.core import read_jsonl, write_jsonl
@@ -123,6 +128,7 @@ def long_traces(params: dict, out, max_chars: int = 9000) -> Path:
 # %% ../nbs/49_rehearsal.ipynb #18e7ab59
 REHEARSAL_ENV = {'VLLM_CPU_KVCACHE_SPACE': '2'}   # GiB of KV cache vLLM's CPU backend reserves (by default most of the machine's memory); a value already set wins
 
+# %% ../nbs/49_rehearsal.ipynb #040e2ac5
 def pool_answers(params: dict) -> dict:
     "Question -> (worked solution, answer) of the run's training pool, for the stand-in."
     from orion_nb.data import load_train_pool
