@@ -17,6 +17,7 @@ __all__ = ['REFLECTION_MARKERS', 'JUDGE_PROMPT', 'JUDGES', 'mean_ci', 'accuracy_
 # %% ../nbs/40_analysis.ipynb #0fd6ec12
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
+# %% ../nbs/40_analysis.ipynb #5444c5e4
 def mean_ci(xs: Sequence[float]) -> tuple[float, float]:
     "Mean and half-width of its 95 % t-interval (nan half-width for a single value)."
     xs = list(xs); m = sum(xs) / len(xs)
@@ -69,6 +70,7 @@ def seed_spread(values: Sequence[float]) -> float:
     "Standard deviation across seeds (0 for one seed)."
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
+# %% ../nbs/40_analysis.ipynb #59480bbc
 def plot_curves(runs: dict, key: str = 'loss', ax=None, smooth: int = 1):
     "Plot `key` per step for `runs` = {label: [logs of each seed]}; seeds of one label share a colour."
     import matplotlib.pyplot as plt
@@ -85,12 +87,14 @@ def plot_curves(runs: dict, key: str = 'loss', ax=None, smooth: int = 1):
 REFLECTION_MARKERS = ('wait', 'let me check', 'let me verify', 'double-check', 'double check', 'actually', 'mistake',
                       'hmm', 'let me recheck', 'on second thought', 'that is not right', "that's not right")
 
+# %% ../nbs/40_analysis.ipynb #45cfedb4
 def ngram_repetition(text: str, n: int = 4) -> float:
     "Share of the word n-grams of `text` that repeat an earlier one (0: none repeated)."
     w = text.split()
     grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
+# %% ../nbs/40_analysis.ipynb #ce63677e
 def reflection_rate(text: str, markers: Sequence[str] = REFLECTION_MARKERS) -> float:
     "Reflection markers per 1000 words."
     low, words = text.lower(), max(len(text.split()), 1)
@@ -142,6 +146,7 @@ JUDGE_PROMPT = ("Rate the following solution to a math problem for coherence and
                 "answer does not matter. Reply with a single integer from 1 (incoherent) to 10 (fully coherent).\n\n"
                 "Problem:\n{question}\n\nSolution:\n{solution}")
 
+# %% ../nbs/40_analysis.ipynb #f0f4e350
 def parse_score(text: str) -> int | None:
     "The first integer 1–10 in a judge's reply (after any reasoning block), else None."
     text = text.rsplit('</think>', 1)[-1]
@@ -151,6 +156,7 @@ def parse_score(text: str) -> int | None:
 # %% ../nbs/40_analysis.ipynb #7d26bbe1
 JUDGES = ('none', 'openai', 'vllm', 'transformers')   # the summary stage's `judge`: off, or a generation backend
 
+# %% ../nbs/40_analysis.ipynb #5185b94c
 def judge_scores(gen, items: Sequence[dict], params=None, store_path=None,
                  template: str = JUDGE_PROMPT) -> list[int | None]:   # the judge's prompt: `{question}` and `{solution}` are filled in
     "Judge scores for `items` = [{question, solution}] through a `Generator` (greedy by default)."

@@ -22,6 +22,7 @@ def canonical_json(obj: Any) -> str:
     "JSON with sorted keys and no spaces: the form that gets hashed."
     return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False, default=str)
 
+# %% ../nbs/00_core.ipynb #4cafbfc0
 def stable_hash(obj: Any, n: int = 16) -> str:
     "First `n` hex digits of the sha256 of `obj`'s canonical JSON."
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
@@ -29,6 +30,7 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # %% ../nbs/00_core.ipynb #cc262b95
 _FILE_HASHES: dict = {}   # (resolved path, size, mtime) -> sha256: a file is read once per process
 
+# %% ../nbs/00_core.ipynb #fdd502fb
 def file_hash(path: str | os.PathLike) -> str:
     "sha256 of a file's bytes (remembered per path, size and modification time)."
     path = Path(path); st = path.stat()
@@ -47,6 +49,7 @@ def visible_files(folder: str | os.PathLike) -> list[tuple[str, Path]]:
     files = sorted(p for p in folder.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(folder).parts))
     return [(p.relative_to(folder).as_posix(), p) for p in files]
 
+# %% ../nbs/00_core.ipynb #05ad8c24
 def content_hash(path: str | os.PathLike, n: int = 16) -> str:
     "Hash of a file's bytes, or of a folder's files (names relative to it and contents; hidden files left out)."
     path = Path(path)
@@ -68,6 +71,7 @@ def model_hash(model: str | os.PathLike) -> str:
 _FROM = re.compile(r'^[ \t]*from[ \t]+(?:orion_nb(\.\w+)?|\.(\w*))[ \t]+import[ \t]+\(?([^)#\n]+)', re.M)
 _IMPORT = re.compile(r'^[ \t]*import[ \t]+orion_nb\.(\w+)', re.M)
 
+# %% ../nbs/00_core.ipynb #03e62e5c
 def imported_modules(source: str, known: Iterable[str]) -> set[str]:
     "The modules of `known` that `source` imports: `from .x`, `from orion_nb.x`, `from orion_nb import x`, `import orion_nb.x`."
     out, known = set(_IMPORT.findall(source)), set(known)
@@ -83,10 +87,12 @@ def package_dir() -> Path:
     import orion_nb
     return Path(orion_nb.__file__).parent
 
+# %% ../nbs/00_core.ipynb #4e2d44e5
 def package_modules(pkg_dir=None) -> set[str]:
     "The names of the modules of the `orion_nb` package in `pkg_dir` (default: the installed one)."
     return {p.stem for p in Path(pkg_dir or package_dir()).glob('*.py')} - {'_modidx', '__init__'}
 
+# %% ../nbs/00_core.ipynb #aed5fcd4
 def module_closure(names: Iterable[str], pkg_dir=None) -> set[str]:
     "`names` and every `orion_nb` module they import, transitively."
     pkg_dir = Path(pkg_dir or package_dir())
@@ -117,6 +123,7 @@ def _code_digest(source: str) -> str:
     "sha256 of `code_text(source)`, remembered per source: a run keys ten stages over the same modules."
     return hashlib.sha256(code_text(source).encode()).hexdigest()
 
+# %% ../nbs/00_core.ipynb #05f2a793
 def code_hash(names: Iterable[str], pkg_dir=None, n: int = 16) -> str:
     "Hash of the code (`code_text`) of modules `names` and of every `orion_nb` module they import."
     pkg_dir = Path(pkg_dir or package_dir())
@@ -136,6 +143,7 @@ def set_seed(seed: int) -> None:
 # %% ../nbs/00_core.ipynb #bf6a02ae
 RUN_PID = 'ORION_RUN_PID'   # environment variable: the `orion run` process a stage's processes belong to
 
+# %% ../nbs/00_core.ipynb #a66ade9c
 def process_alive(pid: int) -> bool:
     "Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."
     try: os.kill(pid, 0)
@@ -144,6 +152,7 @@ def process_alive(pid: int) -> bool:
     try: return Path(f'/proc/{pid}/stat').read_text().rsplit(') ', 1)[1][:1] != 'Z'
     except (OSError, IndexError): return True
 
+# %% ../nbs/00_core.ipynb #2fd51f78
 def die_with_parent(poll: float = 1.0) -> None:
     "End this process once its parent, or the run of `$ORION_RUN_PID`, is gone: a daemon thread checks every `poll` seconds."
     import threading, time
@@ -205,6 +214,7 @@ def _umask() -> int:
     "The process umask (read once, by setting and restoring it)."
     m = os.umask(0); os.umask(m); return m
 
+# %% ../nbs/00_core.ipynb #c824daf8
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     "Write `text` to `path` through a temporary file and a rename, so readers never see half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,6 +338,7 @@ STAGES = {s.name: s for s in [
 ]}
 COMMON = dict(page='summary.html', figure='{name}.png')   # every stage's: its fragment for the index page, its figures
 
+# %% ../nbs/00_core.ipynb #8d92a04c
 def model_tag(recipe: str, seed: int) -> str:
     "The name of a trained model in file names: `orion_seed0`, `orion_at_sft_teacher_seed1`."
     return f"{recipe}_seed{seed}".replace('@', '_at_')
@@ -354,16 +365,19 @@ def read_json(self: RunDir, stage: str, output: str, **fields):
     "The JSON value of a stage's output."
     return json.loads(self.file(stage, output, **fields).read_text())
 
+# %% ../nbs/00_core.ipynb #1edd251e
 @patch
 def write_json(self: RunDir, stage: str, output: str, obj, **fields) -> Path:
     "Write a stage's JSON output atomically."
     return atomic_write_text(self.file(stage, output, **fields), json.dumps(obj, indent=1, default=str) + '\n')
 
+# %% ../nbs/00_core.ipynb #ef71eb20
 @patch
 def records(self: RunDir, stage: str, student: str | None = None) -> list[dict]:
     "The provenance records a stage wrote (per `student` for exposure and reflection)."
     return [r for _, r in read_jsonl(self.file(stage, 'records', **({} if student is None else dict(student=student))))]
 
+# %% ../nbs/00_core.ipynb #8cd051ab
 @patch
 def write_records(self: RunDir, stage: str, recs: Iterable[dict], student: str | None = None) -> Path:
     "Write a stage's provenance records, each checked to carry the fields the stage adds (`Stage.adds`)."
@@ -379,19 +393,23 @@ def model(self: RunDir, recipe: str, seed: int) -> Path:
     "The folder of the model trained on `recipe` with `seed`."
     return self.file('train', 'model', recipe=recipe, seed=seed)
 
+# %% ../nbs/00_core.ipynb #e6467dc7
 @patch
 def student(self: RunDir) -> str:
     "The base student's path or Hub id, as the student stage resolved it."
     return self.read_json('student', 'info')['path']
 
+# %% ../nbs/00_core.ipynb #4f8d890a
 REFLECT_STUDENTS = ('base', 'sft_teacher')   # the students that can expose errors and reflect
 
+# %% ../nbs/00_core.ipynb #f781b747
 @patch
 def student_model(self: RunDir, name: str) -> str:
     "The model of a reflecting student by name: 'base' (the student) or 'sft_teacher' (its SFT on the teacher's CoTs)."
     if name not in REFLECT_STUDENTS: raise ValueError(f"unknown student {name!r} (use 'base' and/or 'sft_teacher')")
     return self.student() if name == 'base' else str(self.file('exposure', 'sft_teacher_model'))
 
+# %% ../nbs/00_core.ipynb #ee23a1bc
 @patch
 def eval_sets(self: RunDir) -> dict[str, list[dict]]:
     "The evaluation sets the data stage wrote (the ones its index names): name -> problem records."
@@ -401,11 +419,13 @@ def eval_sets(self: RunDir) -> dict[str, list[dict]]:
 @patch(as_prop=True)
 def manifest_path(self: RunDir) -> Path: return self.path/'manifest.json'
 
+# %% ../nbs/00_core.ipynb #1f4cf0b9
 @patch
 def manifest(self: RunDir) -> dict:
     "The manifest as a dict (empty before the first write)."
     return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
 
+# %% ../nbs/00_core.ipynb #227e15b3
 @patch
 def update_manifest(self: RunDir, **kw) -> dict:
     "Merge `kw` into the manifest and write it atomically."

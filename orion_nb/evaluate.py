@@ -33,6 +33,7 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.0
 # %% ../nbs/30_evaluate.ipynb #d0effbcd
 def _m(xs): return sum(xs) / len(xs) if xs else float('nan')
 
+# %% ../nbs/30_evaluate.ipynb #6cfd9013
 def _per_question(outputs: Sequence[dict]) -> tuple[dict, dict, dict]:
     "Per question id: its samples' verdicts, whether each hit the token budget (where known), and its level."
     per_q, cut, level = defaultdict(list), defaultdict(list), {}
@@ -41,6 +42,7 @@ def _per_question(outputs: Sequence[dict]) -> tuple[dict, dict, dict]:
         if 'finish_reason' in o: cut[o['id']].append(o['finish_reason'] == 'length')
     return per_q, cut, level
 
+# %% ../nbs/30_evaluate.ipynb #70ef7fae
 def _samples_per_question(per_q: dict) -> int:
     "The number of samples every question has (0: no questions); different numbers are an error."
     ns = {len(v) for v in per_q.values()}
@@ -102,6 +104,7 @@ def set_sampling(name: str,                      # the evaluation set, e.g. 'aim
 # %% ../nbs/30_evaluate.ipynb #25c7cdeb
 from dataclasses import dataclass, field
 
+# %% ../nbs/30_evaluate.ipynb #c3e2f3b3
 @dataclass
 class EvalJob:
     "One model on every evaluation set, as plain values (so it can run in another process)."
@@ -115,6 +118,7 @@ class EvalJob:
     ks: tuple = (1,)                         # the k of pass@k (each at most the set's n)
     n_boot: int = 1000                       # bootstrap resamples
 
+# %% ../nbs/30_evaluate.ipynb #15e9d895
 def evaluate_model(job: EvalJob) -> list[dict]:
     "Evaluate one model on each set of `job`: per set its name, n, budget, `score` and the prompts skipped by the engine."
     from orion_nb.backends import make_generator
@@ -132,6 +136,7 @@ from typing import Callable
 from .core import model_tag
 from .jobs import GenPlan, run_generation
 
+# %% ../nbs/30_evaluate.ipynb #80aa71ca
 def model_job(run,                # the run (`core.RunDir`)
               m: dict,            # the model: `recipe` ('base': the run's student) and `seed`
               sets: dict,         # set name -> problem records

@@ -41,6 +41,7 @@ def probe_problems(n: int = 300, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[
     "`n` world problems of the **probe** split at `levels` (the mix learns from train problems only; runs test on the test split)."
     return world.generate(n, 'probe', seed=PROBE_SEED + seed, levels=levels)
 
+# %% ../nbs/17_gates.ipynb #9e0f43cf
 def _complete(gen, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> list:
     "One completion per prompt."
     return [c[0] for c in gen.generate(prompts, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))]

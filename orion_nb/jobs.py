@@ -22,6 +22,7 @@ def cores() -> int:
     "The CPU cores this process may run on."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
+# %% ../nbs/16_jobs.ipynb #1108a582
 def plan_pool(workers: int | str = 'auto',  # jobs at once: 'auto' fills the cores at `threads` each, or a number
               threads: int = 1,             # threads per job, the same for every job whatever the schedule
               n_jobs: int | None = None,    # how many jobs there are (never more workers than jobs)
@@ -38,10 +39,12 @@ def plan_pool(workers: int | str = 'auto',  # jobs at once: 'auto' fills the cor
 # %% ../nbs/16_jobs.ipynb #57baefec
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 
+# %% ../nbs/16_jobs.ipynb #a0c795a7
 def thread_env(threads: int) -> dict[str, str]:
     "Environment variables holding a process's math libraries to `threads` threads."
     return {k: str(threads) for k in THREAD_VARS}
 
+# %% ../nbs/16_jobs.ipynb #d57eb3de
 def use_threads(threads: int) -> None:
     "Hold this process (torch and the processes it starts) to `threads` threads."
     os.environ.update(thread_env(threads))
@@ -60,12 +63,12 @@ def shares(items: Sequence, n: int) -> list[list]:
     if not (isinstance(n, int) and n >= 1): raise ValueError(f'shares must be an integer >= 1, not {n!r}')
     return [list(items[k::n]) for k in range(n)]
 
+# %% ../nbs/16_jobs.ipynb #a037c09c
 def unshare(parts: Sequence[Sequence]) -> list:
     "The items of `shares(items, len(parts))` (or results, one per item) back in their first order."
     out = [None] * sum(map(len, parts))
     for k, p in enumerate(parts): out[k::len(parts)] = p
     return out
-
 
 # %% ../nbs/16_jobs.ipynb #shares02
 def share_path(path, k: int, n: int) -> Path:
@@ -89,6 +92,7 @@ class GenJob:
 # %% ../nbs/16_jobs.ipynb #genjob02
 _shared: dict | None = None   # while `shared_generators` is open: this process's open vLLM generator, by model and settings
 
+# %% ../nbs/16_jobs.ipynb #055c8f55
 @contextmanager
 def shared_generators():
     "While open, `run_gen_job` here reuses one vLLM generator per model and settings (one open at a time), closed at the end."
@@ -118,6 +122,7 @@ def _job_generator(job: GenJob):
         release_generators(); _shared[key] = make()   # one engine on the GPUs at a time
     return _shared[key], False
 
+# %% ../nbs/16_jobs.ipynb #61380348
 def run_gen_job(job: GenJob):
     "`job.fn` on the job's records with its model loaded as a generator: closed after, or kept for the next job (`shared_generators`)."
     gen, own = _job_generator(job)
@@ -147,6 +152,7 @@ def _start_worker(threads: int) -> None:
     from orion_nb.core import die_with_parent
     die_with_parent(); use_threads(threads)
 
+# %% ../nbs/16_jobs.ipynb #9ba273f9
 def job_pool(workers: int, threads: int = 1, executor: str = 'process') -> Executor:
     "A pool to submit jobs to: `workers` spawned processes at `threads` each ('process'), or 'inline'."
     if executor == 'inline': return InlineExecutor()
@@ -191,6 +197,7 @@ def run_generation(plan: GenPlan,            # the schedule (`plan_generation`)
 EXECUTORS = ('thread', 'process', 'ray')
 PROCESS_JOB_EXECUTORS = ('thread', 'ray')   # for jobs that start a process of their own (a training): a thread waits on each, or Ray runs them
 
+# %% ../nbs/16_jobs.ipynb #61b1093b
 def _ray_map(fn: Callable, items: Sequence, workers: int, threads: int) -> list:
     "`fn` over `items` as Ray tasks of `threads` CPUs each."
     import ray
@@ -198,9 +205,11 @@ def _ray_map(fn: Callable, items: Sequence, workers: int, threads: int) -> list:
     task = ray.remote(num_cpus=threads)(_ray_task)
     return ray.get([task.remote(fn, x, threads) for x in items])
 
+# %% ../nbs/16_jobs.ipynb #a86f6509
 def _ray_task(fn, x, threads):
     use_threads(threads); return fn(x)
 
+# %% ../nbs/16_jobs.ipynb #07ec4fb0
 def run_jobs(fn: Callable,            # one job: `fn(item)`; for 'process' and 'ray' an importable function
              items: Sequence,          # the jobs' inputs
              workers: int = 1,         # jobs at once
@@ -228,6 +237,7 @@ def place_jobs(sizes: dict,         # job -> its size (e.g. the model's paramete
     waves += [[dict(job=j, devices=[k], multi=False) for k, j in enumerate(small[i:i + gpus])] for i in range(0, len(small), gpus)]
     return waves
 
+# %% ../nbs/16_jobs.ipynb #3b435050
 def model_params(model) -> int:
     "The number of parameters of a model (a local folder or a Hub id), counted from its config without loading weights."
     import torch
@@ -235,6 +245,7 @@ def model_params(model) -> int:
     with torch.device('meta'): m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(model)))
     return sum(p.numel() for p in m.parameters())
 
+# %% ../nbs/16_jobs.ipynb #7fb6f6e2
 def gpu_env(devices: Sequence[int]) -> dict[str, str]:
     "The environment that shows a job only `devices`."
     return {'CUDA_VISIBLE_DEVICES': ','.join(map(str, devices))}

@@ -16,6 +16,7 @@ LAUNCHERS = ('python', 'forkserver', 'torchrun', 'accelerate')
 ONE_PROCESS = ('python', 'forkserver')                # launchers of one training process
 DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
 
+# %% ../nbs/19_launch.ipynb #667bd857
 def processes(nproc: int | str, gpus: int | None = None) -> int:
     "Processes of a multi-process training: `nproc`, or for 'auto' the GPUs visible (`gpus`, counted when None), at least one."
     if nproc != 'auto': return int(nproc)
@@ -24,6 +25,7 @@ def processes(nproc: int | str, gpus: int | None = None) -> int:
         gpus = torch.cuda.device_count()
     return max(1, gpus)
 
+# %% ../nbs/19_launch.ipynb #cf1bc1ea
 def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str = '') -> list[str] | None:
     "The command running `orion-sft config` under `launcher`: 'python' is one process of its own, never the caller's (a notebook's kernel)."
     import sys
@@ -39,17 +41,18 @@ def stop_forkserver() -> None:
     from multiprocessing import forkserver
     forkserver._forkserver._stop()   # what Python's own tests call; a no-op when none runs
 
+# %% ../nbs/19_launch.ipynb #64eb7dea
 VANISHED = 255   # what multiprocessing reports for a forked process whose fork server died (its exit code never came)
 CRASHED = (-11, -7)   # SIGSEGV, SIGBUS: a forked training that crashed is run once more (seen once in ~100 forked trainings on CPU)
 FORKSERVER_PRELOAD = ('torch', 'transformers', 'datasets', 'trl', 'orion_nb.models', 'orion_nb.sft')   # imported once, by the server
 
+# %% ../nbs/19_launch.ipynb #474a5616
 def _forked_main(main, config: str, env: dict) -> None:
     "The forked training process: its environment and threads, then `orion-sft config` (`main`: `sft.main`)."
     os.environ.update(env)
     if 'OMP_NUM_THREADS' in env:
         import torch; torch.set_num_threads(int(env['OMP_NUM_THREADS']))
     raise SystemExit(main([config]))
-
 
 # %% ../nbs/19_launch.ipynb #forked02
 def run_forked(config, env: dict, main) -> None:

@@ -29,6 +29,7 @@ def pipeline_notebooks(nb_dir: str | os.PathLike) -> list[Path]:
 _PARAM = re.compile(r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
                     r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")   # papermill's PythonTranslator.PARAMETER_PATTERN
 
+# %% ../nbs/47_runner.ipynb #4b2d63a1
 def _definitions(src: str) -> list[str]:
     "A parameters cell's definitions, one string each, grouped as papermill's `PythonTranslator.inspect` groups them (a line with two `=` dropped)."
     flat = lambda acc: ''.join((l[:l.index('#')] if '#' in l else l).strip() for l in acc[:-1]) + (acc[-1].strip() if acc else '')
@@ -65,10 +66,12 @@ def _local(k: str, v, base: Path) -> bool:
     if not (isinstance(v, str) and v): return False
     return k.endswith(PATH_SUFFIXES) or (k in MODEL_PARAMS and (v.startswith(('.', '/', '~')) or (base/v).exists()))
 
+# %% ../nbs/47_runner.ipynb #45da6722
 def _resolve(params: dict, base: Path) -> dict:
     "Make path parameters (`*_dir`, `*_path`, `*_config`) and local model folders absolute against `base` (Hub ids stay)."
     return {k: os.path.abspath(base/Path(v).expanduser()) if _local(k, v, base) else v for k, v in params.items()}   # links kept: a linked ../shared stays beside the repo
 
+# %% ../nbs/47_runner.ipynb #63aeea12
 def _handed(params: dict, base: Path) -> dict:
     "Paths as a stage receives them: relative to its working directory `base` when they share a folder below the root, so its page names no machine's folders."
     def rel(k, v):
@@ -76,11 +79,13 @@ def _handed(params: dict, base: Path) -> dict:
         return os.path.relpath(v, base) if os.path.commonpath([v, str(base)]) != os.sep else v
     return {k: rel(k, v) for k, v in params.items()}
 
+# %% ../nbs/47_runner.ipynb #a8e155ce
 def stage_name(nb: Path) -> str: return nb.stem
 
 # %% ../nbs/47_runner.ipynb #4db442c2
 _THEME = re.compile(r'<style type="text/css">(.*?)</style>\s*', re.S)
 
+# %% ../nbs/47_runner.ipynb #953e6e96
 def render_html(nb_path: Path,               # an executed notebook
                 out: Path,                   # the HTML file to write
                 shared_css: bool = True):    # move nbconvert's theme stylesheets to one file beside it (False: inline)
@@ -98,6 +103,7 @@ def render_html(nb_path: Path,               # an executed notebook
 # %% ../nbs/47_runner.ipynb #e643056f
 LOGS = 'logs'   # each stage's log (its kernel's output and, when it fails, the traceback): runs/<run>/logs/<stage>.log
 
+# %% ../nbs/47_runner.ipynb #215386e5
 def ipc_kernel_manager(log_path=None):
     "A jupyter_client kernel manager class whose kernels use IPC transport, write their output to `log_path`, and are remembered in `LIVE`."
     from jupyter_client.manager import AsyncKernelManager
@@ -111,6 +117,7 @@ def ipc_kernel_manager(log_path=None):
 
 LIVE: list = []   # kernel managers started by this process, so an interrupted run can stop their kernels
 
+# %% ../nbs/47_runner.ipynb #556ab70c
 def stop_kernels() -> int:
     "Kill every kernel this process started that still runs; how many were killed."
     n = 0
@@ -150,6 +157,7 @@ def stage_keys(nbs: list[Path], declared: dict, resolved: dict, run_path, pkg_di
 REPORT_ENV = {'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1',
               'PYTHONWARNINGS': 'ignore:IProgress not found'}   # tqdm's warning in a kernel without widgets, naming the venv's folder
 
+# %% ../nbs/47_runner.ipynb #1cf416ed
 @contextmanager
 def _env(values: dict):
     "Set the environment variables of `values` that are not set yet, for the duration of the block."
@@ -163,6 +171,7 @@ def _env(values: dict):
 class StageFailed(RuntimeError):
     "A stage's notebook raised: the message names the stage, the cell and the error; the traceback is in the stage's log."
 
+# %% ../nbs/47_runner.ipynb #27c6a1a9
 def _failed_cell(nb: Path, out_nb: Path, e) -> str:
     "Which cell of the source notebook `nb` failed (1-based, found by its id in the executed `out_nb`), with its first line."
     import nbformat
@@ -184,12 +193,14 @@ def _stage_error(nb: Path, out_nb: Path, e: BaseException, log_path: Path) -> st
     with open(log_path, 'a', encoding='utf-8') as f: f.write('\n' + re.sub(r'\x1b\[[0-9;]*m', '', tb) + '\n')
     return f'{where}: {what}'
 
+# %% ../nbs/47_runner.ipynb #1d9ccec6
 def child_cpu_seconds() -> float:
     "CPU seconds (user and system) of every child process of this one that has ended, with theirs: a stage's kernel and all it started."
     import resource
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
+# %% ../nbs/47_runner.ipynb #4e2b40be
 def run_stage(nb: Path, params: dict, run: RunDir, report_dir: Path, key: str, log=print, render: bool = True) -> dict:
     "Execute one pipeline notebook with papermill, render its HTML (unless not `render`), return its manifest entry (status 'failed' with the error when it raised)."
     import papermill as pm
@@ -218,10 +229,12 @@ def _load_run(params_path, nb_dir) -> tuple[dict, list[Path], dict]:
     check_params(params, _flat(declared), str(params_path), [stage_name(nb) for nb in every])   # all stages' names
     return params, [nb for nb in every if 'stages' not in params or stage_name(nb) in params['stages']], declared
 
+# %% ../nbs/47_runner.ipynb #2dae5463
 def _flat(declared: dict) -> dict:
     "Every stage's declared parameters in one mapping: name -> spec (`declared`: notebook -> its parameters)."
     return {k: v for d in declared.values() for k, v in d.items()}
 
+# %% ../nbs/47_runner.ipynb #9f7e4a8a
 def _run_name(params: dict, params_path) -> str:
     "The run's name: `run_name`, else the parameter file's name; a plain name (`params.run_name_error`), never a path."
     name = params.get('run_name', Path(params_path).stem)
@@ -264,11 +277,13 @@ def outputs_key(folder: Path) -> str:
     "What a stage left in its run folder: every file's name, size and modification time (not hidden files), hashed; cheap for weights too."
     return stable_hash([[name, (st := p.stat()).st_size, st.st_mtime_ns] for name, p in (visible_files(folder) if Path(folder).is_dir() else [])])
 
+# %% ../nbs/47_runner.ipynb #f4e281fe
 def _done(old: dict, key: str, run_path='.') -> bool:
     "Whether a stage's manifest entry `old` is done with `key`, its executed notebook (relative to the run) kept, and its folder's files as it left them."
     if not (old.get('key') == key and old.get('status') == 'done' and old.get('notebook') and (Path(run_path)/old['notebook']).is_file()): return False
     return old.get('outputs') == outputs_key(Path(run_path)/Path(old['notebook']).stem)
 
+# %% ../nbs/47_runner.ipynb #58027656
 def _unchanged(old: dict, key: str, report_dir: Path, run_path='.') -> bool:
     "Whether the stage need not run again (`_done`); a deleted report is rendered again from its notebook."
     if not _done(old, key, run_path): return False

@@ -57,6 +57,7 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 SCHEDULERS = ('linear', 'cosine', 'cosine_with_min_lr', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup',
               'inverse_sqrt', 'warmup_stable_decay')   # transformers' lr_scheduler_type values `scheduler` may take (min_lr_rate and the like: `extra`'s lr_scheduler_kwargs)
 
+# %% ../nbs/20_sft.ipynb #b930106b
 def precision_flags(precision: str) -> dict:
     "`SFTConfig`'s `bf16` / `fp16` autocast flags for `precision` ('auto': bf16 where a GPU supports it, else fp32)."
     if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, not {precision!r}')
@@ -65,8 +66,10 @@ def precision_flags(precision: str) -> dict:
         precision = 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
     return dict(bf16=precision == 'bf16', fp16=precision == 'fp16')
 
+# %% ../nbs/20_sft.ipynb #7a873d75
 CHECKPOINTING = ('auto', 'on', 'off')
 
+# %% ../nbs/20_sft.ipynb #5b8c8e5c
 def checkpointing_flag(value: str) -> bool:
     "SFTConfig's `gradient_checkpointing` for `value` ('auto': on where a GPU trains, as TRL does, off on CPUs)."
     if value not in CHECKPOINTING: raise ValueError(f'gradient_checkpointing must be one of {CHECKPOINTING}, not {value!r}')
@@ -116,6 +119,7 @@ def example_length(tokenizer, ex: dict) -> int:
     "Tokens of `ex` as trained: the chat template over prompt and completion."
     return len(tokenizer.apply_chat_template(ex['prompt'] + ex['completion'], tokenize=True, return_dict=True)['input_ids'])
 
+# %% ../nbs/20_sft.ipynb #418c2858
 def audit_lengths(tokenizer, examples: list[dict], max_length: int) -> dict:
     "Token counts of `examples` and the ids of those longer than `max_length`."
     lens = [example_length(tokenizer, ex) for ex in examples]
@@ -126,6 +130,7 @@ def audit_lengths(tokenizer, examples: list[dict], max_length: int) -> dict:
 # %% ../nbs/20_sft.ipynb #e9d2c0b5
 OVERLENGTH = ('error', 'drop')                       # what `on_overlength` may do with examples longer than max_length
 
+# %% ../nbs/20_sft.ipynb #9ab13176
 def apply_length_policy(examples, audit: dict, on_overlength: str) -> list[dict]:
     "Stop on over-long examples ('error') or leave them out ('drop'); never truncate."
     if not audit['over']: return examples
@@ -161,6 +166,7 @@ def batch_plan(batch_size: int, per_device: int, world_size: int) -> tuple[int, 
                          'set sft_batch_size to a multiple, or sft_per_device_batch_size')
     return per, batch_size // (per * world_size)
 
+# %% ../nbs/20_sft.ipynb #9708524d
 def attention(impl: str, cuda: bool | None = None) -> str:
     "Resolve 'auto': flash attention 2 where it is installed and a GPU is there (padding-free batches then), else SDPA."
     if impl != 'auto': return impl
@@ -170,6 +176,7 @@ def attention(impl: str, cuda: bool | None = None) -> str:
         cuda = torch.cuda.is_available()
     return 'flash_attention_2' if cuda and importlib.util.find_spec('flash_attn') else 'sdpa'
 
+# %% ../nbs/20_sft.ipynb #7577bb49
 def pick_sampling(sampling: str, attn_implementation: str = 'sdpa') -> str:
     "Resolve 'auto': padding-free where the attention is flash attention (it needs it), length-grouped batches elsewhere."
     flash = 'flash' in attn_implementation
@@ -184,6 +191,7 @@ _FROM = {'num_train_epochs': 'epochs', 'learning_rate': 'lr', 'warmup_steps': 'w
          'save_steps': 'save_steps', 'save_total_limit': 'save_total_limit', 'ddp_backend': 'ddp_backend', 'report_to': 'report_to', 'padding_free': 'sampling',
          'train_sampling_strategy': 'sampling', 'gradient_checkpointing': 'gradient_checkpointing'}   # SFTConfig fields set from SFTParams (the others `sft_config` fixes)
 
+# %% ../nbs/20_sft.ipynb #7faf0508
 def _config_kwargs(p: SFTParams, out_dir) -> dict:
     "The `SFTConfig` fields `sft_config` sets: completion-only loss, no truncation, a log line every step."
     import torch
@@ -210,6 +218,7 @@ def check(self: SFTParams) -> SFTParams:
         if k in ours: raise ValueError(f"extra: {k!r} is set by " + (f'SFTParams.{_FROM[k]}' if k in _FROM else 'orion_nb (sft_config)'))
     return self
 
+# %% ../nbs/20_sft.ipynb #3bf2589d
 def sft_config(p: SFTParams, out_dir):
     "TRL `SFTConfig` for `p` (its `extra` fields included)."
     from trl import SFTConfig
@@ -221,11 +230,13 @@ def _last_checkpoint(out_dir: Path) -> str | None:
     done = [p for p in Path(out_dir).glob('checkpoint-*') if _step(p) >= 0 and (p/'trainer_state.json').is_file()]
     return str(max(done, key=_step)) if done else None
 
+# %% ../nbs/20_sft.ipynb #02ec1589
 def _step(checkpoint) -> int:
     "The step of a `checkpoint-<step>` folder (-1 for any other name)."
     n = Path(checkpoint).name.rsplit('-', 1)[-1]
     return int(n) if n.isdigit() else -1
 
+# %% ../nbs/20_sft.ipynb #0a6a93c0
 def _resume_point(trainer, out_dir: Path) -> str | None:
     "The last complete checkpoint in `out_dir`; the step log is cut back to it (without one, it goes) on the main process."
     resume, log = _last_checkpoint(out_dir), out_dir/'trainer_log.jsonl'
@@ -241,6 +252,7 @@ def _lora_config(p: SFTParams):
     from peft import LoraConfig
     return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout, target_modules=p.lora_targets, task_type='CAUSAL_LM')
 
+# %% ../nbs/20_sft.ipynb #28373b96
 def make_trainer(model_path, exs: list[dict], out_dir: Path, p: SFTParams, callbacks=()):
     "A TRL `SFTTrainer` for checked examples `exs` (after the length policy) and the model at `model_path`."
     import datasets, torch
@@ -260,6 +272,7 @@ def question_id(example_id: str) -> str:
     "The question an example belongs to: its id up to any `#` suffix (LEMA's corrections are `qid#fix0`, ...)."
     return str(example_id).split('#')[0]
 
+# %% ../nbs/20_sft.ipynb #5fc40ca3
 def _train_set(model_path, train, p: SFTParams) -> tuple[list[dict], dict]:
     "The checked examples of `train` (a list or a JSONL file), less the questions of `p.drop_questions`, after the length policy; and the audit."
     from orion_nb.models import load_tokenizer
@@ -300,6 +313,7 @@ def _finish(trainer, out_dir: Path, summary: dict, merge: bool) -> None:
     if trainer.is_world_process_zero():   # the model is saved: its checkpoints (weights and optimizer states, ~12x a model's bf16 size) go
         for c in out_dir.glob('checkpoint-*'): shutil.rmtree(c, ignore_errors=True)
 
+# %% ../nbs/20_sft.ipynb #b5b6e24b
 def _merge_adapter(base, adapter: Path, out: Path) -> None:
     "The base model with the LoRA adapter at `adapter` merged in, saved to `out` (fp32, as trained)."
     import torch
@@ -358,6 +372,7 @@ def sft_key(model_path, train_path, params: dict, launch: dict | None = None) ->
     return dict(model=model_hash(model_path), data=content_hash(train_path), params=SFTParams.from_dict(params).__dict__,
                 launch=launch or {}, code=code_hash(['sft']))
 
+# %% ../nbs/20_sft.ipynb #ef2968b6
 def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '', threads: int = 0) -> dict | None:
     "What of the launch a model depends on: the launcher, its processes, the accelerate config's content, its threads (None: 'python', one process, torch's threads)."
     from orion_nb.core import content_hash
@@ -365,11 +380,11 @@ def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '', thread
              dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {})))
     return {**facts, **({'threads': threads} if threads else {})} or None
 
+# %% ../nbs/20_sft.ipynb #e29b9083
 def _stale(out_dir: Path, key: str) -> bool:
     "Whether `out_dir` holds anything made from other content (or of unknown origin)."
     f = out_dir/'cache_key.json'
     return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
-
 
 # %% ../nbs/20_sft.ipynb #holds001
 def _holds(d: Path, key: str) -> bool:
@@ -380,6 +395,7 @@ def _holds(d: Path, key: str) -> bool:
 # %% ../nbs/20_sft.ipynb #99ae7183
 LAUNCH_PARAMS = ('launcher', 'nproc', 'accelerate_config', 'ddp_backend')   # `train`'s launch arguments
 
+# %% ../nbs/20_sft.ipynb #962bcddf
 def from_stage(names: dict, seed: int) -> tuple[dict, dict]:
     "A pipeline stage's SFT parameters and launch, from its `sft_<name>` parameters (`names`: the notebook's globals)."
     fs = {f.name for f in fields(SFTParams)} - {'seed', 'ddp_backend'}     # the seed is the stage's; ddp_backend comes with the launch
@@ -402,6 +418,7 @@ def _summary_of(out_dir: Path, cached: bool) -> dict:
     "The summary saved in `out_dir`, with whether it was `cached`."
     return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': cached}
 
+# %% ../nbs/20_sft.ipynb #dba405b9
 def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
     "The summary of the model in `out_dir` when made from `ingredients`; else None, `out_dir` cleared of other content and keyed for them."
     import shutil
@@ -411,6 +428,7 @@ def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
     atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
     return None
 
+# %% ../nbs/20_sft.ipynb #4a6c1f25
 def _copy_same(out_dir: Path, ingredients: dict, candidates: Sequence) -> dict | None:
     "The summary of a copy, into the claimed `out_dir`, of the model one of `candidates` made from the same `ingredients`; else None."
     import shutil
@@ -421,7 +439,6 @@ def _copy_same(out_dir: Path, ingredients: dict, candidates: Sequence) -> dict |
             for f in ('trainer_log.jsonl', 'sft_summary.json'): shutil.copy2(c/f, out_dir/f)
             return {**_summary_of(out_dir, True), 'reused_from': str(c)}
     return None
-
 
 # %% ../nbs/20_sft.ipynb #wcfg0001
 def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:

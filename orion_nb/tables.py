@@ -224,6 +224,7 @@ def stability_html(stab: pd.DataFrame,  # `stability_frame`
 MEASURES = {'tokens': 'mean answer length in tokens', 'repetition': 'repeated 4-grams, share',
             'steps_hold': 'arithmetic and equation steps that hold, share', 'reflection_per_1k': 'reflection markers per 1,000 words'}
 
+# %% ../nbs/43_tables.ipynb #2df93bbe
 def target_frame(run: RunDir,             # the run (`core.RunDir`)
                  recipes: Sequence[str],  # the recipes whose training targets are scored
                  tok,                     # the student's tokenizer

@@ -227,7 +227,6 @@ UNTESTED = {
     '16_jobs': ['cores', 'thread_env', 'use_threads', 'job_threads', 'shares', 'unshare', 'GenJob', 'shared_generators',   # (*)
                 'gen_jobs', 'InlineExecutor'],
     '17_gates': ['ship_snapshots'],   # builds from trained snapshots: checked by tests/test_stages.py, not yet in its notebook
-    '20_sft': ['SFTParams', 'check_example', 'check', 'question_id', 'main', 'sft_key'],   # (*)
     '30_evaluate': ['evaluate'],   # (*)
     '40_analysis': ['seed_spread', 'response_nll'],   # (*)
     '47_runner': ['pipeline_notebooks', 'parameters_cell', 'stop_kernels', 'notebook_modules', 'StageFailed',   # (*)
