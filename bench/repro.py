@@ -64,7 +64,7 @@ def levers(run_dir: Path, p: dict, d: Path) -> None:
     from orion_nb.core import RunDir, model_tag
     from orion_nb.evaluate import EvalJob, evaluate_model, set_sampling
     from orion_nb.jobs import run_jobs
-    from orion_nb.sft import train
+    from orion_nb.training import train
     run = RunDir(run_dir)
     params_of = lambda recipe, seed: json.loads((run.file('train', 'run', recipe=recipe, seed=seed)/'sft_summary.json').read_text())['params']
     two = [('orion', 0), ('long_cot', 0)]

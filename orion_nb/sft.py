@@ -7,18 +7,16 @@ from __future__ import annotations
 import json, os, time
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
-from typing import Sequence
 from fastcore.basics import patch
-from .core import DataError, atomic_write_text, read_jsonl, stable_hash
-from .launch import DDP_BACKENDS, LAUNCHERS, ONE_PROCESS, launch_command, processes, run_forked, stop_forkserver
+from .core import DataError, atomic_write_text, read_jsonl
+from .launch import DDP_BACKENDS, LAUNCHERS, stop_forkserver
 _all_ = ['DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']   # the parameters' choices and the stages read these through `sft`
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'OVERLENGTH', 'LAUNCH_PARAMS', 'SFTParams', 'precision_flags',
-           'checkpointing_flag', 'check_example', 'load_examples', 'example_length', 'audit_lengths',
-           'apply_length_policy', 'StepLog', 'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer',
-           'question_id', 'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'sft_key', 'from_stage',
-           'placement', 'train', 'train_examples', 'train_all', 'DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']
+__all__ = ['PRECISIONS', 'SCHEDULERS', 'CHECKPOINTING', 'OVERLENGTH', 'SFTParams', 'precision_flags', 'checkpointing_flag',
+           'check_example', 'load_examples', 'example_length', 'audit_lengths', 'apply_length_policy', 'StepLog',
+           'batch_plan', 'attention', 'pick_sampling', 'sft_config', 'make_trainer', 'question_id',
+           'overlength_questions', 'train_sft', 'loss_tokens', 'main', 'DDP_BACKENDS', 'LAUNCHERS', 'stop_forkserver']
 
 # %% ../nbs/20_sft.ipynb #127521c6
 @dataclass
@@ -364,154 +362,3 @@ def main(argv=None):
     s = train_sft(cfg['model'], cfg['train'], cfg['out_dir'], cfg.get('params'), cfg.get('merge_lora', True))
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(s))
     return 0
-
-# %% ../nbs/20_sft.ipynb #612c3f00
-def sft_key(model_path, train_path, params: dict, launch: dict | None = None) -> dict:
-    "What a trained model is made from: starting weights, training data, SFT parameters, launch, and this module's code."
-    from orion_nb.core import code_hash, content_hash, model_hash
-    return dict(model=model_hash(model_path), data=content_hash(train_path), params=SFTParams.from_dict(params).__dict__,
-                launch=launch or {}, code=code_hash(['sft']))
-
-# %% ../nbs/20_sft.ipynb #ef2968b6
-def _launch_facts(launcher: str, nproc: int, accelerate_config: str = '', threads: int = 0) -> dict | None:
-    "What of the launch a model depends on: the launcher, its processes, the accelerate config's content, its threads (None: 'python', one process, torch's threads)."
-    from orion_nb.core import content_hash
-    facts = ({} if launcher == 'python' else {'launcher': launcher} if launcher in ONE_PROCESS else
-             dict(launcher=launcher, nproc=nproc, **({'config': content_hash(accelerate_config)} if accelerate_config else {})))
-    return {**facts, **({'threads': threads} if threads else {})} or None
-
-# %% ../nbs/20_sft.ipynb #e29b9083
-def _stale(out_dir: Path, key: str) -> bool:
-    "Whether `out_dir` holds anything made from other content (or of unknown origin)."
-    f = out_dir/'cache_key.json'
-    return out_dir.exists() and any(out_dir.iterdir()) and (not f.exists() or json.loads(f.read_text())['key'] != key)
-
-# %% ../nbs/20_sft.ipynb #holds001
-def _holds(d: Path, key: str) -> bool:
-    "Whether folder `d` holds a finished training (its model and summary) made from the content `key` names."
-    f = d/'cache_key.json'
-    return f.is_file() and json.loads(f.read_text())['key'] == key and (d/'sft_summary.json').is_file() and (d/'model').is_dir()
-
-# %% ../nbs/20_sft.ipynb #99ae7183
-LAUNCH_PARAMS = ('launcher', 'nproc', 'accelerate_config', 'ddp_backend')   # `train`'s launch arguments
-
-# %% ../nbs/20_sft.ipynb #962bcddf
-def from_stage(names: dict, seed: int) -> tuple[dict, dict]:
-    "A pipeline stage's SFT parameters and launch, from its `sft_<name>` parameters (`names`: the notebook's globals)."
-    fs = {f.name for f in fields(SFTParams)} - {'seed', 'ddp_backend'}     # the seed is the stage's; ddp_backend comes with the launch
-    params = {k[4:]: v for k, v in names.items() if k.startswith('sft_') and k[4:] in fs}
-    return {**params, 'seed': seed}, {k: names[f'sft_{k}'] for k in LAUNCH_PARAMS if f'sft_{k}' in names}
-
-# %% ../nbs/20_sft.ipynb #fdaee820
-def placement(launch: dict,          # the run's launch (`from_stage`)
-              n_params: int,         # the model's parameters (`jobs.model_params`)
-              gpus: int,             # GPUs visible
-              multi_above: float,    # `sft_multi_gpu_above`
-             ) -> dict:
-    "`train`'s launch arguments for one training placed as `06_train` places every recipe's (`jobs.place_jobs`): one GPU, or all above `multi_above`."
-    from orion_nb.jobs import gpu_env
-    if gpus <= 1 or n_params > multi_above: return dict(launch)
-    return {**launch, 'launcher': 'python', 'env': gpu_env([0])}
-
-# %% ../nbs/20_sft.ipynb #6aa41d89
-def _summary_of(out_dir: Path, cached: bool) -> dict:
-    "The summary saved in `out_dir`, with whether it was `cached`."
-    return {**json.loads((out_dir/'sft_summary.json').read_text()), 'cached': cached}
-
-# %% ../nbs/20_sft.ipynb #dba405b9
-def _reuse_or_claim(out_dir: Path, ingredients: dict) -> dict | None:
-    "The summary of the model in `out_dir` when made from `ingredients`; else None, `out_dir` cleared of other content and keyed for them."
-    import shutil
-    key = stable_hash(ingredients)
-    if _stale(out_dir, key): shutil.rmtree(out_dir)
-    if _holds(out_dir, key): return _summary_of(out_dir, True)
-    atomic_write_text(out_dir/'cache_key.json', json.dumps(dict(key=key, **ingredients), indent=1) + '\n')
-    return None
-
-# %% ../nbs/20_sft.ipynb #4a6c1f25
-def _copy_same(out_dir: Path, ingredients: dict, candidates: Sequence) -> dict | None:
-    "The summary of a copy, into the claimed `out_dir`, of the model one of `candidates` made from the same `ingredients`; else None."
-    import shutil
-    key = stable_hash(ingredients)
-    for c in map(Path, candidates):
-        if _holds(c, key):
-            shutil.copytree(c/'model', out_dir/'model', dirs_exist_ok=True)
-            for f in ('trainer_log.jsonl', 'sft_summary.json'): shutil.copy2(c/f, out_dir/f)
-            return {**_summary_of(out_dir, True), 'reused_from': str(c)}
-    return None
-
-# %% ../nbs/20_sft.ipynb #wcfg0001
-def _write_config(out_dir: Path, model_path, train_path, params: dict) -> Path:
-    "The `orion-sft` config file of this training."
-    cfg = out_dir/'sft_config.json'
-    atomic_write_text(cfg, json.dumps(dict(model=str(model_path), train=str(train_path), out_dir=str(out_dir), params=params)))
-    return cfg
-
-# %% ../nbs/20_sft.ipynb #24c06fbe
-def train(model_path,                    # starting model: a local folder or a Hub id
-          train_path,                    # JSONL file of prompt–completion examples
-          out_dir,                       # this training's own folder (cleared when it holds other content)
-          params: dict | None = None,    # SFT parameters (`SFTParams` names)
-          launcher: str = 'python',      # 'python' (a process of its own), 'forkserver' (one forked from a server with the libraries imported), 'torchrun' or 'accelerate'
-          nproc: int | str = 2,          # processes under torchrun or accelerate ('auto': the GPUs visible)
-          accelerate_config: str = '',   # accelerate config file (DDP, FSDP, DeepSpeed)
-          ddp_backend: str | None = None,  # torchrun / accelerate: 'gloo' on CPUs, 'nccl' on GPUs
-          threads: int = 0,              # CPU threads per training process (0: torch's own choice); part of what the model is made from
-          env: dict | None = None,       # more environment for the training, e.g. `CUDA_VISIBLE_DEVICES` (`jobs.gpu_env`)
-          reuse: Sequence = ()) -> dict: # other trainings' folders: one made from the same content is copied, not trained again
-    "Fine-tune unless `out_dir` holds a model made from the same content; the summary, with `cached`."
-    import subprocess
-    from orion_nb.jobs import thread_env
-    out_dir, params = Path(out_dir), dict(params or {})
-    if launcher not in ONE_PROCESS and ddp_backend: params['ddp_backend'] = ddp_backend
-    nproc = processes(nproc) if launcher not in ONE_PROCESS else nproc
-    ingredients = sft_key(model_path, train_path, params, _launch_facts(launcher, nproc, accelerate_config, threads))
-    if (done := _reuse_or_claim(out_dir, ingredients)) is not None: return done
-    if (done := _copy_same(out_dir, ingredients, reuse)) is not None: return done
-    cfg, env = _write_config(out_dir, model_path, train_path, params), {**(thread_env(threads) if threads else {}), **(env or {})}
-    if launcher == 'forkserver': run_forked(cfg, env, main)
-    else: subprocess.run(launch_command(launcher, cfg, nproc, accelerate_config), check=True, env={**os.environ, **env})
-    return _summary_of(out_dir, False)
-
-# %% ../nbs/20_sft.ipynb #trex0cd1
-def train_examples(model_path, examples: list[dict], data_path, out_dir, params: dict | None = None, **launch) -> dict:
-    "Write `examples` to `data_path` (JSONL) and `train` on them; an empty set is an error."
-    from orion_nb.core import write_jsonl
-    if not examples: raise ValueError(f'no examples to train {out_dir} on')
-    return train(model_path, write_jsonl(data_path, [check_example(e) for e in examples]), out_dir, params, **launch)
-
-# %% ../nbs/20_sft.ipynb #3b0f7aa0
-def _train_row(run, job, params: dict, launch: dict, threads: int, env=None, multi=True) -> dict:
-    "Train one (recipe, seed) of `run` (`train`, `sft_teacher` reused): its row of stage 06's table."
-    recipe, seed = job
-    s = train(run.student(), run.file('recipes', 'examples', recipe=recipe), run.file('train', 'run', recipe=recipe, seed=seed),
-              {**params, 'seed': seed}, **(launch if multi else {**launch, 'launcher': 'python'}), threads=threads, env=env,
-              reuse=[run.file('exposure', 'sft_teacher')])   # sft_teacher is Long-CoT's training at its seed: copied, not trained twice
-    return dict(recipe=recipe, seed=seed, cached=s['cached'], examples=s['n_train'], steps=s['steps'],
-                train_loss=round(s['train_loss'], 4), seconds=s['seconds'])
-
-# %% ../nbs/20_sft.ipynb #09894e71
-def train_all(run,                         # the run (`core.RunDir`): its student, recipes' examples and training folders
-              recipes: Sequence[str],      # the recipes to train
-              seeds: Sequence[int],        # the training seeds of each recipe
-              params: dict,                # SFT parameters (`from_stage`); each training's seed filled in
-              launch: dict,                # the launcher (`from_stage`)
-              threads: int = 1,            # CPU threads of each training (on GPUs: torch's own)
-              workers: int | str = 'auto', # trainings at once on CPUs (`jobs.plan_pool`)
-              executor: str = 'thread',    # the trainings' pool: 'thread' or 'ray'
-              multi_above: float = 3e9,    # several GPUs: a model with more parameters trains alone on all of them
-             ) -> list[dict]:
-    "Train every (recipe, seed) of `run`, scheduled for this machine; one row per training, recipes then seeds in order."
-    import torch
-    from orion_nb.jobs import gpu_env, model_params, place_jobs, plan_pool, run_jobs
-    gpus, jobs = torch.cuda.device_count(), [(r, s) for r in recipes for s in seeds]
-    row = lambda job, env=None, multi=True: _train_row(run, job, params, launch, 0 if gpus else threads, env, multi)
-    if gpus > 1:   # one GPU per training side by side, or all of them for a large one
-        waves = place_jobs({j: model_params(run.student()) for j in jobs}, gpus, multi_above)
-        done = {w['job']: r for wave in waves for w, r in zip(wave, run_jobs(lambda w: row(w['job'], gpu_env(w['devices']), w['multi']), wave, len(wave)))}
-        return [done[j] for j in jobs]
-    n = 1 if gpus else plan_pool(workers, threads, len(jobs))
-    print(f'{len(jobs)} trainings, {n} at once, {threads if not gpus else "all"} thread(s) each')
-    longest_first = sorted(jobs, key=lambda j: -run.file('recipes', 'examples', recipe=j[0]).stat().st_size)   # less idle tail
-    done = dict(zip(longest_first, run_jobs(row, longest_first, n, threads, executor)))
-    return [done[j] for j in jobs]

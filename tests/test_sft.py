@@ -143,7 +143,7 @@ def test_gradient_checkpointing_is_a_setting_that_changes_no_number(base, tmp_pa
 
 def test_python_launcher_trains_in_a_subprocess(base, tmp_path):
     "Every training goes through a launcher in a process of its own, 'python' too: never in the caller (a notebook's kernel)."
-    from orion_nb.sft import train
+    from orion_nb.training import train
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(8)))
     s = train(path, data, tmp_path/'out', dict(epochs=1, batch_size=4, max_length=128), launcher='python')
@@ -151,7 +151,7 @@ def test_python_launcher_trains_in_a_subprocess(base, tmp_path):
 
 def test_forkserver_launcher_trains_as_python_does(base, tmp_path):
     "'forkserver' forks each training from a server that imported the libraries once: a process of its own, the same model."
-    from orion_nb.sft import train
+    from orion_nb.training import train
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(16)))
     p = dict(epochs=1, batch_size=4, lr=1e-2, max_length=128)
@@ -241,7 +241,7 @@ def test_forkserver_that_vanishes_mid_training_is_replaced(base, tmp_path):
     "The fork server killed while its training runs (its child ends with it): the training runs again once, in a fresh server."
     import signal, threading, time
     from multiprocessing import forkserver
-    from orion_nb.sft import train
+    from orion_nb.training import train
     from orion_nb.launch import stop_forkserver
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
@@ -263,7 +263,7 @@ def test_forked_training_that_crashes_is_run_again(base, tmp_path):
     "A forked training that dies by SIGSEGV (seen once in a cold tiny run) runs again once and finishes; its log whole."
     import signal, threading, time
     from multiprocessing import forkserver
-    from orion_nb.sft import train
+    from orion_nb.training import train
     from orion_nb.launch import stop_forkserver
     path, _ = base
     data = tmp_path/'train.jsonl'; data.write_text(''.join(json.dumps(e) + '\n' for e in examples(32)))
