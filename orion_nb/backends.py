@@ -17,12 +17,14 @@ BACKENDS = {'transformers': TransformersGenerator, 'vllm': VLLMGenerator, 'opena
 VLLM_DTYPES = ('auto', 'bfloat16', 'float16', 'float32')   # what `vllm_dtype` may be
 VLLM_PARAMS = ('tensor_parallel_size', 'data_parallel_size', 'max_model_len', 'gpu_memory_utilization', 'enforce_eager', 'dtype', 'seed_per_request')
 
+# %% ../nbs/05e_backends.ipynb #2957e091
 def backend_settings(backend: str, names: dict) -> dict:
     "A stage's engine settings for `make_generator`: its `vllm_<name>` parameters for vLLM (0, '' or False: vLLM's own), none for other backends."
     if backend != 'vllm': return {}
     keep = lambda k, v: v is False if k == 'seed_per_request' else v not in (None, 0, '', False)   # seeds per request are the default
     return {k: names[f'vllm_{k}'] for k in VLLM_PARAMS if keep(k, names.get(f'vllm_{k}'))}
 
+# %% ../nbs/05e_backends.ipynb #4f44d603
 def make_generator(backend: str = 'transformers', **kw) -> Generator:
     "The generator of `backend` ('transformers', 'vllm' or 'openai') built from `kw`."
     if backend not in BACKENDS: raise ValueError(f'unknown backend {backend!r}; choose from {sorted(BACKENDS)}')

@@ -22,6 +22,7 @@ __all__ = ['Prompt', 'SamplingParams', 'sample_seed', 'Completion', 'split_think
 # %% ../nbs/05_generate.ipynb #4a82c512
 Prompt = Union[str, list]   # raw text, or chat messages `[{'role': ..., 'content': ...}, ...]`
 
+# %% ../nbs/05_generate.ipynb #dc40e402
 @dataclass(frozen=True)
 class SamplingParams:
     "How to sample; every backend reads these fields the same way."
@@ -45,6 +46,7 @@ def greedy(self: SamplingParams) -> bool:
     "Whether this is greedy decoding (temperature 0)."
     return self.temperature == 0
 
+# %% ../nbs/05_generate.ipynb #60f90382
 @patch
 def key(self: SamplingParams) -> dict:
     "The fields that decide a sample: all but `n`, so raising `n` keeps the samples already made."
@@ -67,6 +69,7 @@ class Completion:
     reasoning_content: str | None = None  # a reasoning model's thinking, when split off
     skipped: str | None = None           # why the sample was not generated (e.g. its prompt does not fit the engine); it grades wrong
 
+# %% ../nbs/05_generate.ipynb #90b771e1
 def split_think(text: str, open_tag: str = '<think>', close_tag: str = '</think>') -> tuple[str, str]:
     "Split `text` into (reasoning, answer) at `close_tag`; without it, all of `text` is reasoning."
     head, sep, tail = text.partition(close_tag)
@@ -74,6 +77,7 @@ def split_think(text: str, open_tag: str = '<think>', close_tag: str = '</think>
     if head.startswith(open_tag): head = head[len(open_tag):].strip()
     return (head, tail.strip()) if sep else (head, '')
 
+# %% ../nbs/05_generate.ipynb #524ec67f
 def join_think(reasoning: str | None, text: str) -> str:
     "One long CoT from a split completion: `<think>\\nreasoning\\n</think>\\n\\ntext`."
     return text if reasoning is None else f'<think>\n{reasoning}\n</think>\n\n{text}'
@@ -119,6 +123,7 @@ def _same_prompts(requests) -> dict[int, list[int]]:
     for i, (p, _) in enumerate(requests): same.setdefault(first.setdefault(stable_hash(p), i), []).append(i)
     return same
 
+# %% ../nbs/05_generate.ipynb #f8606d0f
 @patch
 def _finish(self: Generator, c: Completion) -> Completion:
     "`c` with its thinking split off into `reasoning_content` when `split_think` is set (and the backend did not)."
@@ -148,6 +153,7 @@ def complete(self: Generator, requests: Sequence[tuple[Prompt, int]], params: Sa
         out[i] = c
     return out
 
+# %% ../nbs/05_generate.ipynb #0592dc7d
 @patch
 def generate(self: Generator, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams()) -> list[list[Completion]]:
     "`params.n` completions for each prompt."
@@ -160,6 +166,7 @@ def key_id(self: Generator) -> str:
     "What record keys call the model: its weights when known (`cache_id`), else its name."
     return self.cache_id or self.model_id
 
+# %% ../nbs/05_generate.ipynb #a1a6fd00
 @patch(as_prop=True)
 def sampler_id(self: Generator) -> str:
     "What samples depend on besides prompt and sampling: the model, the backend, and the code of `code_modules` where they compute them."
@@ -171,6 +178,7 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
     if isinstance(prompt, str): return prompt
     return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
 
+# %% ../nbs/05_generate.ipynb #8c462d2b
 def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
     "The token ids a backend feeds the model for `prompt`."
     return tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=isinstance(prompt, str))['input_ids']
@@ -181,6 +189,7 @@ class GenerationError(RuntimeError):
     def __init__(self, msg: str, failures: list):
         super().__init__(msg); self.failures = failures
 
+# %% ../nbs/05_generate.ipynb #836694c1
 def sample_key(model_key: str, prompt: Prompt, sample: int, params: SamplingParams) -> str:
     "The store key of one sample: the model (its weights' hash where known), prompt, sample index, sampling."
     return stable_hash({'model': model_key, 'prompt': prompt, 'sample': sample, 'params': params.key()})
@@ -197,9 +206,11 @@ class Spend:
         "What records `recs` cost, from the usage each one kept."
         return sum((r.get('prompt_tokens') or 0) * self.price_input + (r.get('completion_tokens') or 0) * self.price_output for r in recs) / 1e6
 
+# %% ../nbs/05_generate.ipynb #680e7910
 class SpendCapReached(RuntimeError):
     "A store reached its spend cap: what is stored stays; a rerun with a higher cap goes on from there."
 
+# %% ../nbs/05_generate.ipynb #7d3a4c45
 def money(x: float) -> str:
     "`x` dollars for people: cents from $1 up, two significant digits below (so a small sum is not '$0.00'), '$0' for nothing."
     if not x: return '$0'
@@ -209,6 +220,7 @@ def money(x: float) -> str:
 # %% ../nbs/05_generate.ipynb #73f8a012
 _TEMPLATE_TOKENS, _MESSAGE_TOKENS = 64, 8   # what a chat template may add: a default system prompt, and each message's markers
 
+# %% ../nbs/05_generate.ipynb #9b4ecefb
 def request_bound(prompt: Prompt, params: SamplingParams) -> tuple[int, int]:
     "Upper bounds on one request's (prompt, completion) tokens: the prompt's UTF-8 bytes plus the template's allowance, and `max_new_tokens`."
     nbytes = lambda s: len(s.encode('utf-8', 'surrogatepass'))
@@ -230,6 +242,7 @@ _COUNTS = ('sent', 'billed', 'refused', 'unanswered', 'in_flight',   # attempts:
            'prompt_tokens', 'completion_tokens',                      # the server's usage, where it answered
            'bound_prompt_tokens', 'bound_completion_tokens')          # the bounds of attempts without usage, and of those in flight
 
+# %% ../nbs/05_generate.ipynb #74cc8ef1
 def ledger_path(path) -> Path:
     "Where the spend ledger of store `path` is kept."
     return Path(str(path) + '.spend.json')
@@ -304,6 +317,7 @@ def _todo(keys: list[list[str]], store) -> list[tuple[int, int, str]]:
             if key not in store and key not in seen: seen.add(key); todo.append((k, i, key))
     return todo
 
+# %% ../nbs/05_generate.ipynb #6e7e08ac
 def _record(gen: Generator, key: str, id, sample: int, params: SamplingParams, prompt: Prompt, c: Completion) -> dict:
     "The stored record of one sample: its key, id and index, the model, backend, sampling, prompt and completion."
     return {'key': key, 'id': id, 'sample': sample, 'model': gen.model_id, 'model_key': gen.key_id,
@@ -312,12 +326,14 @@ def _record(gen: Generator, key: str, id, sample: int, params: SamplingParams, p
 # %% ../nbs/05_generate.ipynb #f21bd174
 _SURROGATE = re.compile('[\ud800-\udfff]')   # lone surrogates: not text, and not encodable as UTF-8
 
+# %% ../nbs/05_generate.ipynb #714f3c3d
 def clean_text(s: str | None) -> tuple[str | None, int]:
     "`s` with each lone surrogate replaced by U+FFFD, and how many were replaced."
     if not s: return s, 0
     out, n = _SURROGATE.subn('\ufffd', s)
     return out, n
 
+# %% ../nbs/05_generate.ipynb #88c4c03e
 def _store_samples(gen: Generator, prompts: Sequence[Prompt], params: SamplingParams, todo: list, store: JsonlStore,
                    ids: Sequence | None, bar, full=lambda rec: False) -> list[tuple[int, int, str]]:
     "Generate the `todo` samples, adding each to `store` as it finishes, until `full(record)`; the failures `(prompt index, sample, message)`."
@@ -346,6 +362,7 @@ def _meter(store: JsonlStore, spend: Spend | None, ledger: SpendLedger | None = 
         return spent[0] >= spend.cap
     return full
 
+# %% ../nbs/05_generate.ipynb #8379d82d
 def _over_cap(store: JsonlStore, spend: Spend, total: int, ledger: SpendLedger | None = None):
     "Raise `SpendCapReached`: what was spent (on every request sent, where there is a `ledger`), the cap, what is stored."
     spent, sent = (ledger.cost(), f"; {ledger.n['sent']} requests sent, {ledger.n['billed']} billed, none that could pass the cap") if ledger else (spend.cost(store), '')
@@ -365,6 +382,7 @@ def failures_path(path) -> Path:
     "Where `generate_resumable` lists the samples of store `path` that failed for good, with their reasons (JSONL)."
     return Path(str(path) + '.failures.jsonl')
 
+# %% ../nbs/05_generate.ipynb #b3900a99
 def generate_resumable(gen: Generator,                 # the backend
                        prompts: Sequence[Prompt],      # raw texts or chat message lists
                        params: SamplingParams,         # how to sample; `n` samples per prompt

@@ -22,6 +22,7 @@ __all__ = ['KNOWN_DISAGREEMENTS', 'extract_answer', 'as_number', 'numbers_match'
 _PHRASE = re.compile(r'final answer|the answer is', re.I)
 _SENTENCE_END = re.compile(r'\n\s*\n|\.(?=\s|\.|$)')
 
+# %% ../nbs/03_grading.ipynb #4492baf5
 def _phrase_answer(text):
     "The answer after the last 'final answer' / 'the answer is' in `text`, up to the end of its sentence."
     m = None
@@ -56,6 +57,7 @@ def extract_answer(output: str | None,                          # the model's wh
 _NUM = re.compile(r'[+-]?(?:\d+\.?\d*|\.\d+)')
 _NUM_1000 = re.compile(r'[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?')
 
+# %% ../nbs/03_grading.ipynb #448a7283
 def as_number(x: str | int | float,     # an answer or a gold answer
               thousands: bool = True,   # read `1,234` as 1234
               max_len: int = 400,       # longer strings are not read as numbers
@@ -135,6 +137,7 @@ def ask(self: _Worker, gold: str, answer: str, timeout: float) -> bool | None:
     line = self._line(timeout)
     return line.strip() == b'1' if line else None
 
+# %% ../nbs/03_grading.ipynb #897bc74a
 @patch
 def kill(self: _Worker):
     "Kill the process and close its pipes."
@@ -168,6 +171,7 @@ def close(self: GradePool):
         try: self._idle.get_nowait().kill()
         except queue.Empty: break
 
+# %% ../nbs/03_grading.ipynb #d2949067
 @patch(as_prop=True)
 def pids(self: GradePool) -> list[int]: return [w.proc.pid for w in list(self._idle.queue)]
 
@@ -214,6 +218,7 @@ def check(self: GradePool, gold: str,   # gold answer, as LaTeX
 _shared: dict[int, GradePool] = {}
 _shared_lock = threading.Lock()
 
+# %% ../nbs/03_grading.ipynb #65d6d092
 def shared_pool(n: int = 2) -> GradePool:  # worker processes
     "The process-wide pool of `n` workers, started on first use and stopped at exit."
     with _shared_lock:
@@ -222,6 +227,7 @@ def shared_pool(n: int = 2) -> GradePool:  # worker processes
             p = _shared[n] = GradePool(n)
         return p
 
+# %% ../nbs/03_grading.ipynb #cf0a9947
 @atexit.register
 def _close_shared():
     for p in _shared.values():
@@ -236,6 +242,7 @@ def _depth(s):
         elif c in '})]': d -= 1
     return m
 
+# %% ../nbs/03_grading.ipynb #c43868a3
 def _gold_text(gold):
     "`gold` as the string math-verify gets: numbers in normal form."
     if isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
@@ -282,6 +289,7 @@ def _triage_many(outputs: list, golds: list, bar, **kwargs) -> tuple[list, list]
         else: todo.append((i, job))
     return res, todo
 
+# %% ../nbs/03_grading.ipynb #99bf4ec9
 def _verify_many(pool: GradePool, todo: list, timeout: float, res: list, bar):
     "math-verify's verdicts on the jobs `todo` into `res`, on all of `pool`'s workers at once."
     with ThreadPoolExecutor(pool.n) as ex:

@@ -18,6 +18,7 @@ __all__ = ['decode', 'TransformersGenerator']
 _GQA = 'orion_sdpa_gqa'
 _GQA_MODELS = {'qwen2', 'qwen3', 'llama', 'mistral'}   # plain attention (no sinks, biases or soft-capping)
 
+# %% ../nbs/05b_hf.ipynb #ac6e619d
 def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kw):
     "transformers' sdpa attention, with grouped key/value heads handed to the kernel as they are."
     import torch
@@ -53,6 +54,7 @@ def _buffer_update(self, key_states, value_states, *args, **kwargs):
     self.keys, self.values = self.kb[..., :self.n, :], self.vb[..., :self.n, :]
     return self.keys, self.values
 
+# %% ../nbs/05b_hf.ipynb #c7441564
 def _buffer_select(self, indices):
     "`DynamicLayer.batch_select_indices` on the buffers: keep the batch rows `indices`."
     if self.n:
@@ -70,6 +72,7 @@ def _buffer_layer():
         update, batch_select_indices = _buffer_update, _buffer_select
     return BufferLayer
 
+# %% ../nbs/05b_hf.ipynb #e3f55533
 def _buffer_cache(model):
     "A `DynamicCache` for `model` whose plain layers are `BufferLayer`s (others, e.g. sliding-window ones, stay)."
     from transformers import DynamicCache
@@ -95,6 +98,7 @@ def _prefill(model, ids: list[list[int]], pad_id: int, cache):
     out = model(input_ids=inp, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return out, attn, pos[:, -1:] + 1
 
+# %% ../nbs/05b_hf.ipynb #e2de2f47
 def _step(model, cache, tok, attn, nxt):
     "Feed each running row its new token `tok`: the output, the attention mask one longer, the next positions."
     import torch
@@ -115,6 +119,7 @@ def _uniforms(seeds: list[int], steps: int):
     import torch
     return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in seeds])
 
+# %% ../nbs/05b_hf.ipynb #ddeed7cf
 def _next_tokens(logits, params: SamplingParams, u=None):
     "One token per running row: the most likely when greedy, else the inverse-CDF draw at the row's uniform `u` (one per row)."
     import torch
@@ -132,6 +137,7 @@ def _finish_reason(new: list[int], params: SamplingParams, eos_ids: set[int], to
     if params.stop and any(s in tokenizer.decode(new[-window:]) for s in params.stop): return 'stop'
     return 'length' if len(new) >= params.max_new_tokens else None
 
+# %% ../nbs/05b_hf.ipynb #6139439b
 def _keep_running(rows: list[int], toks: list[int], new: list[list[int]], fin: list, params: SamplingParams,
                   eos_ids: set[int], tokenizer) -> list[int]:
     "Append each running row's token to `new` and set `fin` for rows that end; the batch positions of those that run on."
@@ -213,6 +219,7 @@ def _text(self: TransformersGenerator, new: list[int], params: SamplingParams) -
     cut = [k for k in (text.find(s) for s in params.stop) if k >= 0]
     return text[:min(cut)] if cut else text
 
+# %% ../nbs/05b_hf.ipynb #0c291d4b
 @patch
 def close(self: TransformersGenerator): self.model = None
 

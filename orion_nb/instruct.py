@@ -35,6 +35,7 @@ def _perturb(eq: tuple, how: str, rng: random.Random) -> tuple:
     b2 = b + rng.choice([-2, -1, 1, 2, 3]); b2 = b2 if b2 > 0 else b + 4
     return a, o, b2, _APPLY[o](Fraction(a), Fraction(b2))
 
+# %% ../nbs/05a_instruct.ipynb #8edb6975
 def chain(spec: Spec, bad: int | None = None, how: str | None = None, rng: random.Random | None = None) -> tuple[list, Fraction]:
     "Each step's equations (None: skipped) and the final value, step `bad` perturbed by `how` and the rest carried on from it."
     a, out = Fraction(spec.start), []
@@ -51,6 +52,7 @@ def _eq(f, e: tuple) -> str:
     x, o, y, z = e
     return f'{f(x)} {o} {f(y)} = {f(z)}'
 
+# %% ../nbs/05a_instruct.ipynb #c6bd9dbb
 def solution_text(spec: Spec, steps: list) -> str:
     "The student-style short solution of `spec` written from the per-step equations `steps` (`chain`'s first output)."
     f = _writer(spec.kind)
@@ -63,6 +65,7 @@ def solution_text(spec: Spec, steps: list) -> str:
 # %% ../nbs/05a_instruct.ipynb #0091e46f
 _OP_NAME = {'+': 'adding', '-': 'subtracting', '*': 'multiplying', '/': 'dividing'}
 
+# %% ../nbs/05a_instruct.ipynb #4490832c
 def critique(spec: Spec, bad: int, how: str, steps: list) -> str:
     "One line naming the first wrong step (1-based) of a perturbed solution `steps` and what is wrong with it."
     f = _writer(spec.kind); eq = lambda e: _eq(f, e)
@@ -77,6 +80,7 @@ def critique(spec: Spec, bad: int, how: str, steps: list) -> str:
 # %% ../nbs/05a_instruct.ipynb #958bb9e5
 _WHY = {'slip': 'an arithmetic slip', 'operation': 'the wrong operation', 'operand': 'a wrong number', 'skip': 'it is skipped'}
 
+# %% ../nbs/05a_instruct.ipynb #93daac5e
 def checked_critique(spec: Spec, bad: int, how: str, steps: list) -> str:
     "The critique worked out: each step's right equations checked in order up to the first wrong one (0-based `bad`), then the verdict."
     f = _writer(spec.kind); eqs = lambda es: ', '.join(_eq(f, e) for e in es)
@@ -128,11 +132,15 @@ INSTRUCTIONS = {
     'quote': ['Quote the line that contains "{snippet}".', 'Which line of the text mentions "{snippet}"? Copy that line exactly.',
               'Find the line with "{snippet}" and write it out word for word.'],
 }
+
+# %% ../nbs/05a_instruct.ipynb #4858b650
 LABELS = {'question': ['', '', 'Problem', 'Question'],
           'reference': ['Reference solution', 'Worked solution', 'Solution', 'Reference', 'Solution in another style', 'Long solution'],
           'wrong': ['Solution', "A student's solution", 'Attempt', 'Your earlier attempt', 'Draft', 'Your answer'],
           'other': ['Another problem', 'Unrelated note', 'Other text', 'Note', 'Example from another problem'],
           'copy': [[f'Text {c}' for c in 'ABCDE'], [f'Note {i}' for i in range(1, 6)], [f'Part {c}' for c in 'PQRST']]}
+
+# %% ../nbs/05a_instruct.ipynb #9dd08818
 FORMATS = ['{label}:\n{text}', '{label}:\n{text}', '### {label}\n{text}', '[{label}]\n{text}']
 DELIMS = ['\n\n', '\n\n', '\n---\n', '\n\n* * *\n\n']
 
@@ -143,6 +151,7 @@ def render(rng: random.Random, instruction: str, sections: list[tuple[str, str]]
     body = delim.join(fmt.format(label=l, text=t) if l else t for l, t in sections)
     return f'{instruction}\n\n{body}' if rng.random() < 0.75 else f'{body}\n\n{instruction}'
 
+# %% ../nbs/05a_instruct.ipynb #d219d2ef
 def plain(text: str) -> str:
     "`text` without `<think>` tags."
     return re.sub(r'\s*</?think>\s*', '\n', text).strip()
@@ -155,6 +164,7 @@ def teacher_text(question: str, rng: random.Random) -> str:
     t = teacher_cot(question, st, seed=rng.randrange(10**6))
     return plain(t) if rng.random() < 0.7 else t
 
+# %% ../nbs/05a_instruct.ipynb #b4d2a629
 def reference_text(spec: Spec, question: str, rng: random.Random) -> str:
     "A correct solution of `question` in another style: a teacher trace (mostly) or the bare equations, never the short solution itself."
     return teacher_text(question, rng) if rng.random() < 0.8 else world.short_solution(spec, restate=False)
@@ -168,6 +178,7 @@ def text_of(r: dict, rng: random.Random) -> str:
     if u < 0.75 and (w := wrong_solution(world.parse_question(r['question']), rng)): return w['text']
     return teacher_text(r['question'], rng)
 
+# %% ../nbs/05a_instruct.ipynb #4c431dec
 def other_text(rng: random.Random, pool: list[dict], avoid: dict) -> str:
     "A text about a problem of `pool` other than `avoid` (so no prompt holds two solutions of its own problem)."
     for _ in range(100):
@@ -191,6 +202,7 @@ def solve_example(r: dict, spec: Spec, rng: random.Random, pool: list[dict]) -> 
     if rng.random() < 0.5: return SOLVE_PROMPT.replace('{question}', r['question']), r['solution']
     return render(rng, rng.choice(INSTRUCTIONS['solve']), [_q(rng, r['question'])]), r['solution']
 
+# %% ../nbs/05a_instruct.ipynb #4e3d77b6
 def rewrite_example(r, spec, rng, pool):
     "Rewrite: the question and a solution in another style (other texts around) -> the short solution, same steps and answer."
     secs = [_q(rng, r['question']), (rng.choice(LABELS['reference']), reference_text(spec, r['question'], rng))]
@@ -209,6 +221,7 @@ def critique_example(r, spec, rng, pool):
     secs, w = _wrong_sections(r, spec, rng, pool)
     return None if w is None else (render(rng, rng.choice(INSTRUCTIONS['critique']), secs), w['checked'])
 
+# %% ../nbs/05a_instruct.ipynb #a4136784
 def correct_example(r, spec, rng, pool):
     "Correct: the question and a wrong solution -> the critique line, then the correct short solution."
     secs, w = _wrong_sections(r, spec, rng, pool)
@@ -222,6 +235,7 @@ def copy_example(r, spec, rng, pool):
     k = rng.randrange(len(labels))
     return render(rng, rng.choice(INSTRUCTIONS['copy']).format(label=labels[k]), list(zip(labels, texts))), texts[k]
 
+# %% ../nbs/05a_instruct.ipynb #883e79fe
 def quote_example(r, spec, rng, pool):
     "Quote: a text or two -> the one line that contains a drawn snippet (an equation's left side or a phrase)."
     texts = [text_of(r, rng)] + ([other_text(rng, pool, r)] if rng.random() < 0.5 else [])
@@ -237,12 +251,14 @@ def quote_example(r, spec, rng, pool):
 BUILDERS = {'solve': solve_example, 'rewrite': rewrite_example, 'critique': critique_example,
             'correct': correct_example, 'copy': copy_example, 'quote': quote_example}
 
+# %% ../nbs/05a_instruct.ipynb #5d87f277
 def check_mix(mix: dict) -> dict:
     "`mix` with its shares normalised; unknown tasks or non-positive totals are errors naming `mix`."
     if bad := set(mix) - set(TASKS): raise ValueError(f'mix: unknown tasks {sorted(bad)}; known: {TASKS}')
     if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0: raise ValueError(f'mix: shares must be >= 0 with a positive sum, got {mix}')
     return {k: v / sum(mix.values()) for k, v in mix.items()}
 
+# %% ../nbs/05a_instruct.ipynb #75683b9d
 def instruct_example(r: dict, rng: random.Random, pool: list[dict], mix: dict) -> dict:
     "One training chat for world problem `r`: a task drawn by `mix` (solve when the task has no material here)."
     task = rng.choices(list(mix), weights=list(mix.values()))[0]
@@ -250,6 +266,7 @@ def instruct_example(r: dict, rng: random.Random, pool: list[dict], mix: dict) -
     if ex is None: task, ex = 'solve', solve_example(r, None, rng, pool)
     return dict(task=task, messages=[{'role': 'user', 'content': ex[0]}, {'role': 'assistant', 'content': ex[1]}])
 
+# %% ../nbs/05a_instruct.ipynb #1fd3a3b8
 def instruct_mix(problems: list[dict], mix: dict | None = None, seed: int = 0) -> list[dict]:
     "One `{task, messages}` chat per problem, tasks drawn by `mix` (default `DEFAULT_MIX`); other problems come from `problems`."
     rng, mix = random.Random(f'instruct-{seed}'), check_mix(mix or DEFAULT_MIX)

@@ -20,6 +20,7 @@ REFERENCE_PROMPT = ("Solve the following math problem. A reference solution is g
                     "solution. Give the final answer in \\boxed{}.\n\n{question}\n\nReference solution:\n{reference}")
 PROMPTS = {'solve': SOLVE_PROMPT, 'reference': REFERENCE_PROMPT}
 
+# %% ../nbs/04_models.ipynb #61598895
 def fill(template: str, **fields) -> str:
     "Put `fields` into the `{name}` placeholders of `template`; a missing or unknown field is an error."
     import re
@@ -34,6 +35,7 @@ def solve_messages(question: str, answer: str | None = None, template: str = SOL
     msgs = [{'role': 'user', 'content': fill(template, question=question)}]
     return msgs + ([{'role': 'assistant', 'content': answer}] if answer is not None else [])
 
+# %% ../nbs/04_models.ipynb #9629b494
 def reference_messages(question: str, reference: str, answer: str | None = None,
                        template: str = REFERENCE_PROMPT) -> list[dict]:
     "Chat messages asking to solve `question` given a `reference` solution (plus `answer` for training)."
@@ -45,6 +47,8 @@ SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']   # Qwen2.5's, 
 THINK_TOKENS = ['<think>', '</think>']                               # added tokens, not special: decoding keeps them
 QWEN2_PRETOKENIZE = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                      r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+# %% ../nbs/04_models.ipynb #23bc69d7
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' }}"
@@ -73,6 +77,7 @@ def _byte_bpe():
     tok.decoder = decoders.ByteLevel()
     return tok
 
+# %% ../nbs/04_models.ipynb #4302be50
 def _wrap(tok):
     "`tok` as a transformers fast tokenizer with Qwen's special tokens and the ChatML template."
     from transformers import PreTrainedTokenizerFast
@@ -111,10 +116,12 @@ def token_lengths(tokenizer, records: list[dict], style: world.TeacherStyle | No
 TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=512, max_position_embeddings=1024)
 
+# %% ../nbs/04_models.ipynb #a89ca1a5
 def _eos_ids(tokenizer) -> list[int]:
     "The ids of `<|im_end|>` (the EOS) and `<|endoftext|>`: generation stops at either."
     return [tokenizer.convert_tokens_to_ids(t) for t in ('<|im_end|>', '<|endoftext|>')]
 
+# %% ../nbs/04_models.ipynb #0e478211
 def model_config(tokenizer, sizes: dict | None = None, **kw):
     "A `Qwen2Config` with `sizes` (default `TINY`) and `tokenizer`'s vocabulary and special ids."
     from transformers import Qwen2Config
@@ -136,6 +143,7 @@ def make_model(tokenizer,                 # the tokenizer the model will use
                                                do_sample=False, max_new_tokens=512)
     return model
 
+# %% ../nbs/04_models.ipynb #353bb5c3
 def n_params(model) -> int:
     "Number of parameters (tied embeddings counted once)."
     return sum(p.numel() for p in model.parameters())
@@ -158,6 +166,7 @@ def load_model(name_or_path: str | os.PathLike,  # a local folder or a Hub id
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kw)
     return model.to(device) if device else model
 
+# %% ../nbs/04_models.ipynb #8c7eb25e
 def load_tokenizer(name_or_path: str | os.PathLike, **kw):
     "A tokenizer from a local folder or a Hub id, through `AutoTokenizer.from_pretrained`."
     from transformers import AutoTokenizer

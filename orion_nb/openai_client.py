@@ -20,6 +20,7 @@ def _backoff(attempt: int, base: float, cap: float, retry_after: float | None = 
     if retry_after is not None: return min(cap, max(0.0, retry_after))
     return min(cap, base * 2 ** attempt) * random.uniform(0.5, 1.0)
 
+# %% ../nbs/05d_openai_client.ipynb #887060bf
 def _retryable(e: Exception) -> tuple[bool, float | None]:
     "Whether an `openai` error is worth retrying, and the server's Retry-After in seconds (if it sent one)."
     import openai
@@ -34,6 +35,7 @@ def _retryable(e: Exception) -> tuple[bool, float | None]:
 # %% ../nbs/05d_openai_client.ipynb #71b986fb
 _DEADLINE = threading.local()   # `.at`: the time.monotonic() by which this thread's current attempt must be done
 
+# %% ../nbs/05d_openai_client.ipynb #15fd4730
 def _left(timeout: float | None) -> float | None:
     "The socket timeout for one read or write: `timeout`, cut to what is left of this thread's attempt deadline."
     at = getattr(_DEADLINE, 'at', None)
@@ -99,11 +101,13 @@ class OpenAIGenerator(Generator):
 def __repr__(self: OpenAIGenerator):
     return f'OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})'
 
+# %% ../nbs/05d_openai_client.ipynb #b0932f04
 @patch
 def _redact(self: OpenAIGenerator, s: str) -> str:
     "`s` with the key, if any, replaced by `***`."
     return s.replace(self._secret, '***') if self._secret else s
 
+# %% ../nbs/05d_openai_client.ipynb #e62ce91e
 @patch
 def close(self: OpenAIGenerator): self._client.close()
 

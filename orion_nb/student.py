@@ -54,6 +54,7 @@ class StudentRecipe:
 # %% ../nbs/06_student.ipynb #0c9237d9
 STUDENT_SEED_OFFSET = 10_000
 
+# %% ../nbs/06_student.ipynb #d10a0383
 def student_problems(recipe: StudentRecipe) -> list[dict]:
     "The world train problems `recipe` learns from."
     return world.generate(recipe.n_problems, 'train', seed=recipe.seed + STUDENT_SEED_OFFSET, levels=recipe.levels)
@@ -102,6 +103,7 @@ def _tokenize_chunk(tokenizer, convs: list[list[dict]], max_len: int) -> list[tu
     plen = [len(x) for x in tokenizer(prompts, add_special_tokens=False)['input_ids']]
     return [(array('i', x), p) for x, p in zip(ids, plen) if len(x) <= max_len]
 
+# %% ../nbs/06_student.ipynb #cc9829f0
 def tokenize_conversations(tokenizer, convs: list[list[dict]], max_len: int = 2048, chunk: int = 2000) -> list[tuple[array, int]]:
     "`(input_ids, prompt_length)` per chat (ids a compact int32 `array`), dropping chats longer than `max_len` tokens."
     return [e for i in range(0, len(convs), chunk) for e in _tokenize_chunk(tokenizer, convs[i:i + chunk], max_len)]
@@ -130,6 +132,7 @@ def _pad(examples, b: list[int], pad_id: int):
         ids[j, :n] = x; att[j, :n] = 1; lab[j, p:n] = x[p:]
     return ids, att, lab
 
+# %% ../nbs/06_student.ipynb #d6ff3605
 def _batches(examples, batch_size: int, rng: random.Random, pad_id: int):
     "Endless length-grouped padded batches `(input_ids, attention_mask, labels)`."
     while True:
@@ -176,6 +179,7 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     "The learning rate of `step` (0-based) of `steps`: linear warm-up over `warmup` steps times a cosine from `lr` to 10 %."
     return lr * min(1.0, (step + 1) / max(warmup, 1)) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
 
+# %% ../nbs/06_student.ipynb #87f5975d
 def completion_loss(model, ids, att, lab):
     "The causal LM loss of `lab` (-100: ignored), with the output layer run on the labelled positions only (not the prompts)."
     import torch
@@ -183,6 +187,7 @@ def completion_loss(model, ids, att, lab):
     y = lab[:, 1:]; keep = y != -100
     return torch.nn.functional.cross_entropy(model.lm_head(h[keep]).float(), y[keep])
 
+# %% ../nbs/06_student.ipynb #9326feb8
 def _train_step(model, opt, batch, lr: float) -> float:
     "One optimiser step on `batch` at learning rate `lr`, the gradient norm clipped at 1; its loss."
     import torch
@@ -243,11 +248,13 @@ def train_lm(model, examples: list[tuple[list[int], int]],  # model and `(input_
 PRETRAIN_LEN = 256          # tokens per copy-pretraining sequence
 PRETRAIN_SPAN = (4, 30)     # the repeated sequence's length range
 
+# %% ../nbs/06_student.ipynb #985f419a
 def _ordinary_ids(tokenizer) -> list[int]:
     "The token ids that are neither special nor added (chat markers, think tags)."
     special = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
     return [i for i in range(len(tokenizer)) if i not in special]
 
+# %% ../nbs/06_student.ipynb #fd1e4ae2
 def copy_pretraining(tokenizer, n: int, length: int = PRETRAIN_LEN, seed: int = 0) -> list[tuple[array, int]]:
     "`n` examples `(input_ids, prompt_length)`: random ordinary token ids repeated to `length`, the first copy as prompt."
     rng, ids, out = random.Random(f'copy-pretraining-{seed}'), _ordinary_ids(tokenizer), []
@@ -315,6 +322,7 @@ def student_path(cache_dir: str | os.PathLike, recipe: StudentRecipe) -> Path:
     "Where `recipe`'s student is cached."
     return Path(cache_dir) / f'student-{recipe.key()}'
 
+# %% ../nbs/06_student.ipynb #7ed21dc4
 def student_info(path: str | os.PathLike) -> dict:
     "The `student.json` of a built student: recipe, losses, accuracy, seconds."
     return json.loads((Path(path) / 'student.json').read_text())
@@ -347,6 +355,7 @@ def _pretrain(model, tok, recipe: StudentRecipe, threads, progress) -> tuple[lis
                       recipe.weight_decay, recipe.seed, threads, progress) if recipe.pretrain_steps else []
     return losses, copy_accuracy(model, tok)
 
+# %% ../nbs/06_student.ipynb #51addba6
 def _replay(tok, n: int, recipe: StudentRecipe) -> list[tuple[array, int]]:
     "The copy-pretraining sequences added to a mix of `n` examples: `recipe.pretrain_replay` of `n` (none when 0)."
     return copy_pretraining(tok, round(recipe.pretrain_replay * n), seed=recipe.seed + 1)
@@ -387,6 +396,7 @@ def _save_student(model, tok, info: dict, path: Path) -> Path:
 # %% ../nbs/06_student.ipynb #e6f84879
 BUILT = ('world-tiny',)   # students built here from the world (any other `student` is a local folder or a Hub id)
 
+# %% ../nbs/06_student.ipynb #71175b75
 def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where built students are kept
                   recipe: StudentRecipe | None = None,             # the recipe (default `StudentRecipe()`)
                   progress: bool = True,                           # show tqdm bars
@@ -403,6 +413,7 @@ def build_student(cache_dir: str | os.PathLike = '.cache/orion_nb',  # where bui
     model, tok, info = _make_student(recipe, threads, progress, snap, snapshot_every)
     return _save_student(model, tok, info, path)
 
+# %% ../nbs/06_student.ipynb #ce2cb94b
 def load_student(cache_dir: str | os.PathLike = '.cache/orion_nb', recipe: StudentRecipe | None = None, **overrides):
     "`(model, tokenizer)` of the base student, built first if it is not cached."
     path = build_student(cache_dir, recipe, **overrides)
@@ -413,6 +424,7 @@ SHIPPED = 'models/orion-tiny-instruct'     # the shipped student, relative to th
 BUILD_COMMAND = 'make student'
 GATE_POLICIES = ('require', 'report')      # a shipped student that failed a gate: refused, or loaded (its report says which failed)
 
+# %% ../nbs/06_student.ipynb #da7d6dbd
 def folder_hash(path) -> str:
     "SHA-256 over the names and bytes of every file of a model folder but its `student.json` (weights, config, tokenizer, chat template)."
     import hashlib
@@ -424,6 +436,7 @@ def folder_hash(path) -> str:
 # %% ../nbs/06_student.ipynb #ffdc513f
 MIX_SLICE = 1000   # the first chats of a shipped student's mix hashed apart (`mix_slice_sha256`): a quick check of its mix
 
+# %% ../nbs/06_student.ipynb #3867bd58
 def mix_record(recipe: StudentRecipe) -> dict:
     "What a shipped `student.json` records of `recipe`'s identity: its key, its mix's hash and its first `MIX_SLICE` chats' hash."
     return dict(key=recipe.key(), mix_sha256=mix_hash(recipe), mix_slice_n=MIX_SLICE, mix_slice_sha256=mix_hash(recipe, MIX_SLICE))

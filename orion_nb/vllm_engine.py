@@ -32,6 +32,7 @@ def _visible_gpus() -> list[str]:
     env = os.environ.get('CUDA_VISIBLE_DEVICES')
     return ([d.strip() for d in env.split(',')] if env else [str(i) for i in range(n)])[:n]
 
+# %% ../nbs/05c_vllm_engine.ipynb #be9f9355
 def _data_parallel(data_parallel_size: int | str, tensor_parallel_size: int) -> int:
     "The ranks to run: `data_parallel_size`, or for 'auto' the visible GPUs // `tensor_parallel_size` (at least 1; 1 on a CPU)."
     if data_parallel_size == 'auto': return max(1, len(_visible_gpus()) // tensor_parallel_size)
@@ -47,6 +48,7 @@ def _rank_devices(dp: int, tp: int, gpus: list[str]) -> list[str | None]:
         raise ValueError(f'data_parallel_size {dp} x tensor_parallel_size {tp} needs {dp * tp} GPUs; {len(gpus)} visible')
     return [','.join(gpus[k * tp:(k + 1) * tp]) for k in range(dp)]
 
+# %% ../nbs/05c_vllm_engine.ipynb #848d91fa
 def _shards(n: int, parts: int) -> list[range]:
     "`range(n)` cut into `parts` contiguous, near-equal pieces, the longer ones first (empty ones when n < parts)."
     q, r = divmod(n, parts)
@@ -56,11 +58,13 @@ def _shards(n: int, parts: int) -> list[range]:
 # %% ../nbs/05c_vllm_engine.ipynb #347c3175
 _DP_START = 'spawn'   # how ranks start: a fresh interpreter each, so CUDA is set up in it with its own devices
 
+# %% ../nbs/05c_vllm_engine.ipynb #143aca53
 def _recv(conn):
     "The next message on `conn`; None when the other end is gone."
     try: return conn.recv()
     except EOFError: return None
 
+# %% ../nbs/05c_vllm_engine.ipynb #8f2888e9
 def _dp_rank(conn, devices: str | None, kw: dict):
     "One data-parallel rank: an engine on `devices` (set before vLLM loads) answering `(requests, params)` on `conn` until None."
     if devices is not None: os.environ['CUDA_VISIBLE_DEVICES'] = devices
@@ -103,6 +107,7 @@ def close(self: _Rank, timeout: float = 120):
     if self.proc.is_alive(): self.proc.terminate(); self.proc.join(10)
     self.conn.close()
 
+# %% ../nbs/05c_vllm_engine.ipynb #9fb094b5
 def _start_ranks(dp: int, tp: int, kw: dict) -> list[_Rank]:
     "`dp` ranks on their own `tp` GPUs each (engine seed + k for rank k), all started before this returns."
     ranks = [_Rank(k, d, {**kw, 'seed': kw.get('seed', 0) + k}) for k, d in enumerate(_rank_devices(dp, tp, _visible_gpus()))]
@@ -153,6 +158,7 @@ def _max_model_len(llm) -> int | None:
     cfg = getattr(getattr(llm, 'llm_engine', None), 'model_config', None)
     return getattr(cfg, 'max_model_len', None)
 
+# %% ../nbs/05c_vllm_engine.ipynb #e58fbb6e
 @patch
 def _complete(self: VLLMGenerator, requests, params):
     "One vLLM request per `(prompt, sample)`, as token ids, seeded by its sample; a prompt that does not fit the engine is skipped, with why."

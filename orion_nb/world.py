@@ -32,6 +32,7 @@ def fmt_num(x: Fraction | int, kind: str = 'fraction') -> str:
         return s
     return f'{x.numerator}/{x.denominator}'
 
+# %% ../nbs/02_world.ipynb #dc0200b6
 def parse_num(s: str) -> Fraction:
     "Read a number written by `fmt_num`."
     return Fraction(s)
@@ -42,6 +43,7 @@ _EQ = re.compile(rf'(?<![\w./])({_NUM}) ([-+*/]) ({_NUM}) = ({_NUM})(?![\w/]|\.\
 _OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b,
         '/': lambda a, b: a / b if b else None}
 
+# %% ../nbs/02_world.ipynb #706e5fa2
 def check_arithmetic(text: str) -> list[tuple[str, bool]]:
     "Every `a op b = c` in `text`, each with whether it holds."
     return [(m.group(0), _OPS[m.group(2)](parse_num(m.group(1)), parse_num(m.group(3))) == parse_num(m.group(4)))
@@ -64,6 +66,7 @@ class SpecStep:
     n: int         # the operand (for `bags`: items per bag)
     k: int = 0     # number of bags (`bags` only)
 
+# %% ../nbs/02_world.ipynb #0dbda88d
 @dataclass
 class Spec:
     "A problem: its arithmetic skeleton (start, steps, answer kind) and its surface (names, item)."
@@ -93,10 +96,12 @@ def equations(spec: Spec) -> list[tuple[Fraction, str, Fraction, Fraction]]:
         eqs = _eqs_of(a, s); out += eqs; a = eqs[-1][3]
     return out
 
+# %% ../nbs/02_world.ipynb #e6445ff7
 def answer_of(spec: Spec) -> Fraction:
     "The exact answer of `spec`."
     return equations(spec)[-1][3] if spec.steps else Fraction(spec.start)
 
+# %% ../nbs/02_world.ipynb #7ee19bce
 def canonical(spec: Spec) -> list:
     "The arithmetic skeleton of `spec` (no names, items, wording or answer kind): what decides the split."
     return [spec.start] + [[s.op, s.n, s.k] for s in spec.steps]
@@ -110,6 +115,8 @@ SENTENCES = {
     'bags':  ['{P} gets {k} bags with {n} {item} in each bag.', '{F} gives {P} {k} boxes with {n} {item} in each box.'],
     'share': ['{P} shares the {item} equally among {n} friends.'],
 }
+
+# %% ../nbs/02_world.ipynb #362d4c9f
 START = '{P} has {n} {item}.'
 ASK = {'have': 'How many {item} does {P} have now?', 'share': 'How many {item} does each friend get?'}
 
@@ -123,6 +130,7 @@ def step_sentences(spec: Spec) -> list[str]:
     wording = spec.wording or [0] * len(spec.steps)
     return [_fill(SENTENCES[s.op][w], spec, s.n, s.k) for s, w in zip(spec.steps, wording)]
 
+# %% ../nbs/02_world.ipynb #f0e54910
 def render_question(spec: Spec) -> str:
     "The question text of `spec`."
     ask = ASK['share' if spec.steps and spec.steps[-1].op == 'share' else 'have']
@@ -168,6 +176,7 @@ def parse_question(question: str) -> Spec:
 # %% ../nbs/02_world.ipynb #d60f5046
 def _divisors(a: int, lo=2, hi=9): return [d for d in range(lo, hi + 1) if a % d == 0 and a // d >= 1]
 
+# %% ../nbs/02_world.ipynb #07be7384
 def _sample_step(rng: random.Random, a: int, budget: int, nmax: int, vmax: int) -> SpecStep | None:
     "A random step valid from value `a` that uses at most `budget` equations, or None if none fits."
     ops = ['add', 'sub', 'mul', 'div'] + (['bags'] if budget >= 2 else [])
@@ -234,6 +243,7 @@ def sample_spec(rng: random.Random,           # the random source
 SPLITS = ('train', 'test', 'val', 'probe')
 HELD_OUT = {'test': 0.5, 'val': 0.25, 'probe': 0.25}   # how the held-out skeletons (`test_frac` of all) are shared
 
+# %% ../nbs/02_world.ipynb #6fe3f2ad
 def split_of(spec: Spec, test_frac: float = 0.2) -> str:
     "`spec`'s split (`SPLITS`): a fixed function of the hash of its arithmetic skeleton; the held-out ones share `test_frac`."
     u, lo = int(stable_hash(canonical(spec)), 16) % 10_000 / 10_000, 0.0
@@ -265,11 +275,13 @@ def to_record(spec: Spec) -> dict:
 # %% ../nbs/02_world.ipynb #fd360595
 DEFAULT_KIND_WEIGHTS = {'integer': 0.7, 'fraction': 0.2, 'decimal': 0.1}
 
+# %% ../nbs/02_world.ipynb #27b2e177
 def _draw_spec(rng: random.Random, levels: list[int], kind_weights: dict, ranges=None, max_value=None) -> Spec:
     "A random spec: its level drawn uniformly from `levels`, its answer kind by `kind_weights`."
     kinds, weights = list(kind_weights), list(kind_weights.values())
     return sample_spec(rng, rng.choice(levels), rng.choices(kinds, weights)[0], ranges, max_value)
 
+# %% ../nbs/02_world.ipynb #02c47250
 def _records(draw, n: int, split: str, test_frac: float, seen: set) -> list[dict]:
     "Up to `n` records of `split` whose ids are not in `seen` (which gets them), from at most `100 n + 1000` `draw()`s."
     out = []
@@ -319,6 +331,8 @@ _OPEN = ["Okay, let me work through this step by step.", "Alright, let's see.", 
 _NEXT = ['First', 'Next', 'Then', 'After that', 'Now']
 _WHY = {'add': 'That adds {n}', 'sub': 'That takes away {n}', 'mul': 'That multiplies by {n}',
         'div': 'Keeping one of {n} equal piles divides by {n}', 'share': 'Sharing among {n} friends divides by {n}'}
+
+# %% ../nbs/02_world.ipynb #d8e42fe8
 _WRONG = {'add': ('-', 'getting more means the number goes up, so I add'),
           'sub': ('+', '{P} has fewer after that, so I subtract'),
           'mul': ('+', '"times as many" means multiply, not add'),
@@ -350,10 +364,12 @@ def _writer(kind: str,                  # the answer's kind
             return s
     return f
 
+# %% ../nbs/02_world.ipynb #6183a5c1
 def _lead(i: int, n: int) -> str:
     "The word that opens the paragraph of step `i` of `n`."
     return _NEXT[min(i, len(_NEXT) - 1)] if i < n - 1 or i == 0 else 'Finally'
 
+# %% ../nbs/02_world.ipynb #bf232ce2
 def _adding(x, times: int, f=str) -> str:
     "`x` times `times` as repeated addition: `x + x = 2x, 2x + x = 3x, ...`, numbers written by `f`."
     acc, parts = x, []
@@ -377,6 +393,7 @@ def _bags_work(rng: random.Random, st: TeacherStyle, s: SpecStep, bags: str, ite
     if rng.random() < st.alt_p and s.k <= 4: out.append('Another way to see it: ' + _adding(s.n, s.k) + '. Same.')
     return out
 
+# %% ../nbs/02_world.ipynb #a2f8fec2
 def _work(rng: random.Random, st: TeacherStyle, eq: tuple, op: str, f) -> list[str]:
     "The sentences that compute `eq` of an `op` step, perhaps checked by the inverse and redone by repeated addition."
     ea, eo, eb, ec = eq
@@ -413,6 +430,7 @@ def _work_steps(rng: random.Random, st: TeacherStyle, spec: Spec, f) -> tuple[li
         paras.append(para); chain.append(eq); a = eq[3]; slipped = slipped or slip
     return paras, chain, slipped
 
+# %% ../nbs/02_world.ipynb #85033585
 def _backcheck(chain: list[tuple], start: int, item: str, f) -> str:
     "Work back from the last result of `chain` through each equation's inverse to the `start` value."
     back = [f'{f(c)} {_INV[o]} {f(b)} = {f(x)}' for x, o, b, c in reversed(chain)]
