@@ -245,12 +245,12 @@ def code_lines(cell: str) -> int:
     return sum(1 for l in cell.splitlines() if l.strip() and not re.match(r'\s*#\|', l))
 
 def test_exported_cells_stay_small(capsys):
-    "Exported cells' lines of code across all notebooks: the median and the 90th percentile must not grow."
+    "Exported cells' lines of code across all notebooks (fastcore's are 4-8): median at most 8, 90th percentile at most 15."
     import statistics
     sizes = sorted(code_lines(s) for nb in notebooks() for s in exported(nb))
     med, p90 = statistics.median(sizes), sizes[int(0.9 * (len(sizes) - 1))]
     with capsys.disabled(): print(f'\nexported cells: {len(sizes)}, lines of code median {med}, p90 {p90}, largest {sizes[-5:]}')
-    assert med <= 10 and p90 <= 18, f'median {med} (at most 10), p90 {p90} (at most 18): split the largest cells'
+    assert med <= 8 and p90 <= 15, f'median {med} (at most 8), p90 {p90} (at most 15): split the largest cells'
 
 def test_modules_stay_under_500_lines():
     "No module of orion_nb (the generated `_modidx.py` aside) is over 500 lines: a longer one is cut along its seams into notebooks of its own."
