@@ -9,7 +9,7 @@ __all__ = ['SEED', 'SHARE', 'NONNEG', 'POS', 'COUNT', 'SIZE', 'PATH_IN', 'PATH_O
            'ShortTeacherConfig', 'CorrectionConfig', 'ExposureConfig', 'GenerationConfig', 'VLLMConfig',
            'ReflectionConfig', 'SelectionConfig', 'JourneyConfig', 'RecipeConfig', 'SFTConfig', 'EvalConfig',
            'JobsConfig', 'SummaryConfig', 'JudgeConfig', 'Param', 'parameter_table', 'stages_of', 'parameter_line',
-           'parameters_cell_for', 'write_parameters', 'main', 'checking_rules', 'from_params']
+           'parameters_cell_for', 'write_parameters', 'parameters_markdown', 'main', 'checking_rules', 'from_params']
 
 # %% ../nbs/44_config.ipynb #ff74b3d5
 import copy, dataclasses, enum, typing
@@ -398,13 +398,37 @@ def write_parameters(nb_dir, table: dict[str, Param] | None = None) -> list[Path
             cell.source = want; nbformat.write(book, nb); out.append(nb)
     return out
 
+# %% ../nbs/44_config.ipynb #2311a68e
+def _allowed(p: Param) -> str:
+    "What `p` may take, in words: its choices, its range, its kind."
+    ch = p.choices if p.choices is None or isinstance(p.choices, (tuple, list)) else list(p.choices)
+    out = [', '.join(map(str, ch))] if ch is not None else []
+    if p.range is not None: out.append(str(p.range))
+    if isinstance(p.kind, Prompt): out.append('a prompt with ' + ', '.join(f'{{{x}}}' for x in p.kind.placeholders))
+    elif p.kind is not None: out.append(p.kind.value)
+    return '; '.join(out)
+
+def parameters_markdown(table: dict[str, Param] | None = None) -> str:
+    "The parameter reference (`docs/parameters.md`): one table per concern with each parameter's default, allowed values, stages and help."
+    t, cell = table or parameter_table(), lambda s: str(s).replace('|', '\\|').replace('\n', '\\n')
+    out = ['# Parameters', '', 'Every parameter of a run, generated from `orion_nb.config` (`python -m orion_nb.config --docs docs/parameters.md`).', '']
+    for concern in dict.fromkeys(p.concern for p in t.values()):
+        out += [f'## {concern}', '', '| name | default | allowed | stages | what |', '|---|---|---|---|---|']
+        out += [f'| `{p.name}` | `{cell(_literal(p.default))}` | {cell(_allowed(p))} | {", ".join(p.stages)} | {cell(p.help)} |' for p in t.values() if p.concern == concern]
+        out.append('')
+    return '\n'.join(out)
+
 # %% ../nbs/44_config.ipynb #e89eccca
 def main(argv=None):
-    "`python -m orion_nb.config --write nbs/pipeline`: rewrite the pipeline notebooks' parameters cells from the configuration."
+    "`python -m orion_nb.config --write nbs/pipeline --docs docs/parameters.md`: the parameters cells and the parameter reference, from the configuration."
     import argparse
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument('--write', metavar='NB_DIR', required=True, help='the folder of the pipeline notebooks')
-    for nb in write_parameters(ap.parse_args(argv).write): print(f'rewrote the parameters cell of {nb}')
+    ap.add_argument('--write', metavar='NB_DIR', help='the folder of the pipeline notebooks')
+    ap.add_argument('--docs', metavar='MD', help='write the parameter reference (docs/parameters.md) there')
+    a = ap.parse_args(argv)
+    if not (a.write or a.docs): ap.error('give --write NB_DIR, --docs MD or both')
+    for nb in write_parameters(a.write) if a.write else []: print(f'rewrote the parameters cell of {nb}')
+    if a.docs: Path(a.docs).write_text(parameters_markdown() + '\n'); print(f'wrote {a.docs}')
 
 if __name__ == '__main__' and '__file__' in globals(): main()
 

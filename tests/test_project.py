@@ -258,3 +258,9 @@ def test_contributing_map_names_every_module():
              for m in re.findall(r'`(\w+)`', re.sub(r'\([^()]*\)', '', row.split('|')[2]))]
     modules = {p.stem for p in (ROOT/'orion_nb').glob('*.py') if not p.stem.startswith('_')}
     assert sorted(named) == sorted(modules), (set(named) ^ modules, [m for m in named if named.count(m) > 1])
+
+def test_parameter_reference_is_generated():
+    "docs/parameters.md is the configuration's parameter reference as `orion_nb.config` renders it."
+    from orion_nb.config import parameters_markdown
+    assert (ROOT/'docs'/'parameters.md').read_text() == parameters_markdown() + '\n', \
+        'docs/parameters.md is stale: run python -m orion_nb.config --docs docs/parameters.md'
