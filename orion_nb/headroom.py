@@ -44,7 +44,8 @@ def val_accuracy(model,                     # a model folder or Hub id (greedy d
     from orion_nb.generate import SamplingParams
     from orion_nb.hf import TransformersGenerator
     gen = TransformersGenerator(str(model), batch_size=batch_size)
-    outs = gen.generate([solve_messages(r['question'], template=solve_prompt) for r in recs], SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    try: outs = gen.generate([solve_messages(r['question'], template=solve_prompt) for r in recs], SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    finally: gen.close()   # the model's memory goes back before the next one loads
     return sum(grade_many([o[0].text for o in outs], [r['answer'] for r in recs], progress=False)) / max(len(recs), 1)
 
 # %% ../nbs/41_headroom.ipynb #2826f1d6
