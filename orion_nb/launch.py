@@ -8,13 +8,25 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LAUNCHERS', 'ONE_PROCESS', 'DDP_BACKENDS', 'VANISHED', 'CRASHED', 'FORKSERVER_PRELOAD', 'processes', 'launch_command',
-           'stop_forkserver', 'run_forked']
+__all__ = ['LAUNCHERS', 'ONE_PROCESS', 'DDP_BACKENDS', 'VANISHED', 'CRASHED', 'FORKSERVER_PRELOAD', 'free_port', 'processes',
+           'launch_command', 'stop_forkserver', 'run_forked']
 
 # %% ../nbs/19_launch.ipynb #262aca8b
 LAUNCHERS = ('python', 'forkserver', 'torchrun', 'accelerate')
 ONE_PROCESS = ('python', 'forkserver')                # launchers of one training process
 DDP_BACKENDS = ('gloo', 'nccl', 'mpi', 'ucc', 'xccl')  # torch.distributed backends a launcher may ask for
+
+# %% ../nbs/19_launch.ipynb #01cf87b2
+def free_port() -> int:
+    "A TCP port nobody listens on now (the OS picks it), for one multi-process training's rendezvous."
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _own_port(accelerate_config) -> bool:
+    "Whether an `accelerate launch` with this config file may be given a port of its own: one machine, no port set by the file."
+    import yaml
+    c = (yaml.safe_load(Path(accelerate_config).read_text()) or {}) if accelerate_config else {}
+    return int(c.get('num_machines', 1)) <= 1 and 'main_process_port' not in c
 
 # %% ../nbs/19_launch.ipynb #667bd857
 def processes(nproc: int | str, gpus: int | None = None) -> int:
@@ -31,8 +43,9 @@ def launch_command(launcher: str, config, nproc: int = 2, accelerate_config: str
     import sys
     if launcher not in LAUNCHERS: raise ValueError(f'sft_launcher must be one of {LAUNCHERS}, not {launcher!r}')
     bin_ = Path(sys.executable).parent
-    head = ([] if launcher in ONE_PROCESS else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc)] if launcher == 'torchrun' else
-            [str(bin_/'accelerate'), 'launch'] + (['--config_file', str(accelerate_config)] if accelerate_config else []) + ['--num_processes', str(nproc)])
+    acc = lambda: (['--config_file', str(accelerate_config)] if accelerate_config else []) + ['--num_processes', str(nproc)]
+    head = ([] if launcher in ONE_PROCESS else [str(bin_/'torchrun'), '--nproc_per_node', str(nproc), '--master_port', str(free_port())] if launcher == 'torchrun' else
+            [str(bin_/'accelerate'), 'launch'] + acc() + (['--main_process_port', str(free_port())] if _own_port(accelerate_config) else []))   # not 29500 for all: trainings side by side
     return head + [str(bin_/'orion-sft'), str(config)]
 
 # %% ../nbs/19_launch.ipynb #a61e84f6
