@@ -9,11 +9,10 @@ __all__ = ['SEED', 'SHARE', 'NONNEG', 'POS', 'COUNT', 'SIZE', 'PATH_IN', 'PATH_O
            'ShortTeacherConfig', 'CorrectionConfig', 'ExposureConfig', 'GenerationConfig', 'VLLMConfig',
            'ReflectionConfig', 'SelectionConfig', 'JourneyConfig', 'RecipeConfig', 'SFTConfig', 'EvalConfig',
            'JobsConfig', 'SummaryConfig', 'JudgeConfig', 'Param', 'parameter_table', 'stages_of', 'parameter_line',
-           'parameters_cell_for', 'write_parameters', 'parameters_markdown', 'main', 'checking_rules', 'from_params']
+           'parameters_cell_for', 'write_parameters', 'parameters_markdown', 'main', 'checking_rules']
 
 # %% ../nbs/44_config.ipynb #ff74b3d5
 import copy, dataclasses, enum, typing
-from fastcore.basics import patch
 from dataclasses import dataclass, field
 from pathlib import Path
 from .analysis import JUDGES, JUDGE_PROMPT
@@ -27,8 +26,7 @@ from .jobs import PROCESS_JOB_EXECUTORS
 from .models import SOLVE_PROMPT
 from .recipes import LEMA_PROMPT, LEMA_SOURCES, NO_ERROR_SCOPES, RECIPES, SHORT_SOURCES
 from .reflection import ATTEMPT_CHOICES, NO_ERROR_PROMPT, REFLECT_PROMPT
-from .sft import CHECKPOINTING, DDP_BACKENDS, LAUNCHERS, OVERLENGTH, PRECISIONS, SCHEDULERS, SFTParams
-from .training import LAUNCH_PARAMS
+from .sft import CHECKPOINTING, DDP_BACKENDS, LAUNCHERS, OVERLENGTH, PRECISIONS, SCHEDULERS
 from .student import GATE_POLICIES
 from .teacher import TEACHERS, TEACHER_PROMPT
 from .world import LEVEL_RANGES
@@ -257,30 +255,28 @@ class RecipeConfig:
     lema_prompt: str = param(LEMA_PROMPT, 'LEMA: the prompt showing the incorrect solution ({question}, {attempt})', kind=Prompt('question', 'attempt'), stages='05_recipes')
 
 # %% ../nbs/44_config.ipynb #51c327ad
-_SFT = SFTParams()   # one training's defaults (`sft.SFTParams`): the run's sft_* parameters start from them
-
 @dataclass
 class SFTConfig:
     "SFT: every training of the run."
     seeds: list[int] = param([0], 'training seeds per recipe', range=SEED, nonempty=True, stages='06_train')
-    sft_epochs: float = param(_SFT.epochs, 'SFT: passes over the training set', range=POS, stages=TRAINING)
-    sft_lr: float = param(_SFT.lr, 'SFT: peak learning rate', range=POS, stages=TRAINING)
-    sft_batch_size: int = param(_SFT.batch_size, 'SFT: examples per optimizer step over all processes (the effective batch, the same for every training of the run)', range=Range(1, 65536), stages=TRAINING)
-    sft_per_device_batch_size: int = param(_SFT.per_device_batch_size, 'SFT: examples per process per forward pass (0: sft_batch_size / processes); the rest is gradient accumulation', range=Range(0, 65536), stages=TRAINING)
-    sft_scheduler: str = param(_SFT.scheduler, 'SFT: learning-rate schedule after warm-up (transformers lr_scheduler_type)', choices=SCHEDULERS, stages=TRAINING)
-    sft_warmup: float = param(_SFT.warmup, 'SFT: warm-up, a fraction of the steps (below 1) or a number of steps', range=NONNEG, stages=TRAINING)
-    sft_max_grad_norm: float = param(_SFT.max_grad_norm, 'SFT: gradient clipping', range=POS, stages=TRAINING)
-    sft_max_length: int = param(_SFT.max_length, 'SFT: longest example in tokens (longer ones: an error, see sft_on_overlength)', range=Range(1, 10000000), stages=TRAINING)
-    sft_on_overlength: str = param(_SFT.on_overlength, "SFT: 'error' or 'drop' examples longer than sft_max_length", choices=OVERLENGTH, stages=TRAINING)
-    sft_lora: bool = param(_SFT.lora, 'SFT: LoRA adapters instead of full fine-tuning', stages=TRAINING)
-    sft_lora_lr: float = param(_SFT.lora_lr, 'SFT: peak learning rate of LoRA runs (adapters want a larger one)', range=POS, stages=TRAINING)
-    sft_precision: str = param(_SFT.precision, "SFT: autocast 'auto' (bf16 on GPUs that have it, else none), 'fp32', 'bf16' or 'fp16'; weights stay fp32", choices=PRECISIONS, stages=TRAINING)
-    sft_attn_implementation: str = param(_SFT.attn_implementation, "SFT: attention: 'auto' (flash attention 2 where installed on a GPU, else sdpa), 'sdpa', 'flash_attention_2' (allows padding-free batches)", stages=TRAINING)
-    sft_gradient_checkpointing: str = param(_SFT.gradient_checkpointing, "SFT: recompute activations in the backward pass: 'auto' (on GPUs; off on CPUs, where it costs ~18 % of a step), 'on' or 'off'", choices=CHECKPOINTING, stages=TRAINING)
-    sft_save_steps: int = param(_SFT.save_steps, 'SFT: checkpoint every N steps, so a killed training resumes there (0: none)', range=Range(0, 1000000000), stages=TRAINING)
-    sft_save_total_limit: int = param(_SFT.save_total_limit, 'SFT: checkpoints kept while a training runs (the newest); none once it has finished', range=Range(1, 1000), stages=TRAINING)
-    sft_report_to: str = param(_SFT.report_to, "SFT: transformers integrations to log to: 'none', 'tensorboard', 'trackio', 'wandb'", stages=TRAINING)
-    sft_extra: dict = param(_SFT.extra, "SFT: any other trl.SFTConfig field, e.g. {'neftune_noise_alpha': 5.0}", stages=TRAINING)
+    sft_epochs: float = param(3.0, 'SFT: passes over the training set', range=POS, stages=TRAINING)
+    sft_lr: float = param(1e-3, 'SFT: peak learning rate', range=POS, stages=TRAINING)
+    sft_batch_size: int = param(16, 'SFT: examples per optimizer step over all processes (the effective batch, the same for every training of the run)', range=Range(1, 65536), stages=TRAINING)
+    sft_per_device_batch_size: int = param(0, 'SFT: examples per process per forward pass (0: sft_batch_size / processes); the rest is gradient accumulation', range=Range(0, 65536), stages=TRAINING)
+    sft_scheduler: str = param('cosine', 'SFT: learning-rate schedule after warm-up (transformers lr_scheduler_type)', choices=SCHEDULERS, stages=TRAINING)
+    sft_warmup: float = param(0.03, 'SFT: warm-up, a fraction of the steps (below 1) or a number of steps', range=NONNEG, stages=TRAINING)
+    sft_max_grad_norm: float = param(1.0, 'SFT: gradient clipping', range=POS, stages=TRAINING)
+    sft_max_length: int = param(1024, 'SFT: longest example in tokens (longer ones: an error, see sft_on_overlength)', range=Range(1, 10000000), stages=TRAINING)
+    sft_on_overlength: str = param('error', "SFT: 'error' or 'drop' examples longer than sft_max_length", choices=OVERLENGTH, stages=TRAINING)
+    sft_lora: bool = param(False, 'SFT: LoRA adapters instead of full fine-tuning', stages=TRAINING)
+    sft_lora_lr: float = param(2e-4, 'SFT: peak learning rate of LoRA runs (adapters want a larger one)', range=POS, stages=TRAINING)
+    sft_precision: str = param('auto', "SFT: autocast 'auto' (bf16 on GPUs that have it, else none), 'fp32', 'bf16' or 'fp16'; weights stay fp32", choices=PRECISIONS, stages=TRAINING)
+    sft_attn_implementation: str = param('sdpa', "SFT: attention: 'auto' (flash attention 2 where installed on a GPU, else sdpa), 'sdpa', 'flash_attention_2' (allows padding-free batches)", stages=TRAINING)
+    sft_gradient_checkpointing: str = param('auto', "SFT: recompute activations in the backward pass: 'auto' (on GPUs; off on CPUs, where it costs ~18 % of a step), 'on' or 'off'", choices=CHECKPOINTING, stages=TRAINING)
+    sft_save_steps: int = param(0, 'SFT: checkpoint every N steps, so a killed training resumes there (0: none)', range=Range(0, 1000000000), stages=TRAINING)
+    sft_save_total_limit: int = param(1, 'SFT: checkpoints kept while a training runs (the newest); none once it has finished', range=Range(1, 1000), stages=TRAINING)
+    sft_report_to: str = param('none', "SFT: transformers integrations to log to: 'none', 'tensorboard', 'trackio', 'wandb'", stages=TRAINING)
+    sft_extra: dict = param({}, "SFT: any other trl.SFTConfig field, e.g. {'neftune_noise_alpha': 5.0}", stages=TRAINING)
     sft_launcher: str = param('python', "every training is a process of its own: 'python' (one), 'forkserver' (one, forked with the libraries imported), 'torchrun' or 'accelerate'", choices=LAUNCHERS, stages=TRAINING)
     sft_nproc: int | str = param(2, "processes per training under torchrun or accelerate: a number, or 'auto' (the GPUs visible)", range=COUNT, kind=AUTO, stages=TRAINING)
     sft_accelerate_config: str = param('', "accelerate config file (DDP, FSDP, DeepSpeed) for sft_launcher 'accelerate'", kind=PATH_IN, stages=TRAINING)
@@ -443,21 +439,3 @@ def checking_rules(table: dict[str, Param] | None = None) -> dict:
                 nonempty=tuple(n for n, p in t.items() if p.nonempty),
                 prompts={n: p.kind.placeholders for n, p in t.items() if isinstance(p.kind, Prompt)},
                 paths=kinds(PATH_IN), outputs=kinds(PATH_OUT), models=kinds(MODEL), auto=kinds(AUTO), by_set=kinds(PER_SET))
-
-# %% ../nbs/44_config.ipynb #41cea66d
-def from_params(concern: type,     # a configuration dataclass (one of `CONCERNS`)
-                params: dict):     # a stage's parameters (in a notebook, papermill's), or a parameter file's values
-    "`concern` filled from `params`: each field that `params` names, its default otherwise; other names are ignored."
-    return concern(**{f.name: params[f.name] for f in dataclasses.fields(concern) if f.name in params})
-
-# %% ../nbs/44_config.ipynb #2693eee9
-@patch
-def sft_params(self: SFTConfig, seed: int) -> dict:
-    "One training's `sft.SFTParams` fields as the run sets them (`sft_<field>`), with the training's `seed`."
-    own = {f.name for f in dataclasses.fields(SFTParams)} - {'seed', 'ddp_backend'}   # ddp_backend comes with the launch
-    return {**{n[4:]: getattr(self, n) for n in self.__dataclass_fields__ if n.startswith('sft_') and n[4:] in own}, 'seed': seed}
-
-@patch
-def launch(self: SFTConfig) -> dict:
-    "`training.train`'s launch arguments (`training.LAUNCH_PARAMS`) as the run sets them."
-    return {k: getattr(self, f'sft_{k}') for k in LAUNCH_PARAMS}

@@ -5,6 +5,7 @@
 # %% ../nbs/21_training.ipynb #772db852
 from __future__ import annotations
 import json, os
+from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 from .core import atomic_write_text, stable_hash
@@ -12,7 +13,7 @@ from .launch import ONE_PROCESS, launch_command, processes, run_forked
 from .sft import SFTParams, check_example, main
 
 # %% auto #0
-__all__ = ['LAUNCH_PARAMS', 'sft_key', 'placement', 'train', 'train_examples', 'train_all']
+__all__ = ['LAUNCH_PARAMS', 'sft_key', 'from_stage', 'placement', 'train', 'train_examples', 'train_all']
 
 # %% ../nbs/21_training.ipynb #612c3f00
 def sft_key(model_path, train_path, params: dict, launch: dict | None = None) -> dict:
@@ -44,8 +45,15 @@ def _holds(d: Path, key: str) -> bool:
 # %% ../nbs/21_training.ipynb #99ae7183
 LAUNCH_PARAMS = ('launcher', 'nproc', 'accelerate_config', 'ddp_backend')   # `train`'s launch arguments
 
+# %% ../nbs/21_training.ipynb #962bcddf
+def from_stage(names: dict, seed: int) -> tuple[dict, dict]:
+    "A pipeline stage's SFT parameters and launch, from its `sft_<name>` parameters (`names`: the notebook's globals)."
+    fs = {f.name for f in fields(SFTParams)} - {'seed', 'ddp_backend'}     # the seed is the stage's; ddp_backend comes with the launch
+    params = {k[4:]: v for k, v in names.items() if k.startswith('sft_') and k[4:] in fs}
+    return {**params, 'seed': seed}, {k: names[f'sft_{k}'] for k in LAUNCH_PARAMS if f'sft_{k}' in names}
+
 # %% ../nbs/21_training.ipynb #fdaee820
-def placement(launch: dict,          # the run's launch (`config.SFTConfig.launch`)
+def placement(launch: dict,          # the run's launch (`from_stage`)
               n_params: int,         # the model's parameters (`jobs.model_params`)
               gpus: int,             # GPUs visible
               multi_above: float,    # `sft_multi_gpu_above`
@@ -136,8 +144,8 @@ def _train_row(run, job, params: dict, launch: dict, threads: int, env=None, mul
 def train_all(run,                         # the run (`core.RunDir`): its student, recipes' examples and training folders
               recipes: Sequence[str],      # the recipes to train
               seeds: Sequence[int],        # the training seeds of each recipe
-              params: dict,                # one training's SFT parameters (`config.SFTConfig.sft_params`); each training's seed filled in
-              launch: dict,                # the launcher (`config.SFTConfig.launch`)
+              params: dict,                # SFT parameters (`from_stage`); each training's seed filled in
+              launch: dict,                # the launcher (`from_stage`)
               threads: int = 1,            # CPU threads of each training (on GPUs: torch's own)
               workers: int | str = 'auto', # trainings at once on CPUs (`jobs.plan_pool`)
               executor: str = 'thread',    # the trainings' pool: 'thread' or 'ray'
