@@ -1,6 +1,6 @@
 """The OpenAI-compatible backend against servers on loopback: a stand-in with injected faults (http.server), and
 vLLM's real OpenAI-compatible server serving a tiny model (skipped where vLLM is not installed)."""
-import collections, json, logging, os, signal, socket, subprocess, threading, time, urllib.request
+import collections, json, logging, os, signal, subprocess, threading, time, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import gen_env
@@ -161,8 +161,7 @@ def test_key_env_name_configurable(stand_in, monkeypatch):
 
 # ---------------------------------------------------------------- the real thing: vLLM's OpenAI-compatible server
 
-def free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+from orion_nb.launch import free_port   # a port nobody listens on
 
 
 class VLLMServer:
